@@ -1,0 +1,122 @@
+"""The user's Alembic project, driven through ``dbkit.alembic_child`` one operation at a time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dbkit.errors import ChainBuildFailed, ConfigError
+from dbkit.server import Server
+from dbkit.settings import Settings
+from dbkit.tools import mask
+
+
+@dataclass(frozen=True)
+class Revision:
+    revision: str
+    down_revision: tuple[str, ...]
+    path: Path
+    doc: str
+    branch_labels: tuple[str, ...]
+
+    @property
+    def is_merge(self) -> bool:
+        return len(self.down_revision) > 1
+
+
+class AlembicProject:
+    """One Alembic project (its alembic.ini) and the server its databases live on."""
+
+    def __init__(self, settings: Settings, server: Server | None) -> None:
+        self.settings = settings
+        self.server = server
+        self.config = settings.require_alembic()
+
+    def _run(self, op: str, *args: str, dbname: str | None = None) -> dict[str, Any]:
+        spec: dict[str, Any] = {"config": str(self.config), "op": op, "args": list(args)}
+        if dbname is not None:
+            assert self.server is not None
+            spec["url"] = self.server.sa_url(dbname).render_as_string(hide_password=False)
+        with tempfile.TemporaryDirectory(prefix="dbkit-alembic-") as tmp:
+            spec["result"] = str(Path(tmp) / "result.json")
+            proc = subprocess.run(
+                [sys.executable, "-m", "dbkit.alembic_child"],
+                input=json.dumps(spec), capture_output=True, text=True,
+            )
+            try:
+                result = json.loads(Path(spec["result"]).read_text())
+            except (OSError, ValueError):
+                secrets = self.server.secrets if self.server else ()
+                tail = mask(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
+                            f"exit {proc.returncode}", secrets)
+                raise ChainBuildFailed(f"alembic {op} crashed: {tail}") from None
+        result["stderr"] = proc.stderr
+        if not result["ok"]:
+            secrets = self.server.secrets if self.server else ()
+            where = f" in revision {result['revision']}" if result.get("revision") else ""
+            raise ChainBuildFailed(
+                f"alembic {op} {' '.join(args)} failed{where}: {mask(result['error'], secrets)}",
+                detail=mask(result.get("traceback", ""), secrets),
+            )
+        return result
+
+    # -- the chain, no database needed -------------------------------------------------------
+    def heads(self) -> list[str]:
+        return list(self._run("heads")["data"])
+
+    def revisions(self) -> list[Revision]:
+        """Every revision, newest first (Alembic's walk order)."""
+        return [
+            Revision(
+                revision=r["revision"],
+                down_revision=tuple(r["down_revision"]),
+                path=Path(r["path"]),
+                doc=r["doc"] or "",
+                branch_labels=tuple(r["branch_labels"]),
+            )
+            for r in self._run("revisions")["data"]
+        ]
+
+    def versions_dirs(self) -> list[Path]:
+        """The directories that hold revision files (usually one: alembic/versions)."""
+        dirs: list[Path] = []
+        for rev in self.revisions():
+            if rev.path.parent not in dirs:
+                dirs.append(rev.path.parent)
+        return dirs
+
+    def history_text(self) -> str:
+        return str(self._run("history")["output"])
+
+    def single_head(self) -> str:
+        heads = self.heads()
+        if not heads:
+            raise ConfigError(f"the Alembic project at {self.config.parent} has no revisions")
+        if len(heads) > 1:
+            raise ConfigError(
+                f"the chain has {len(heads)} heads ({', '.join(sorted(heads))}); join them with "
+                "`alembic merge heads -m merge` first"
+            )
+        return heads[0]
+
+    # -- against a database -----------------------------------------------------------------
+    def upgrade(self, dbname: str, target: str = "head") -> str:
+        return str(self._run("upgrade", target, dbname=dbname)["stderr"])
+
+    def downgrade(self, dbname: str, target: str = "base") -> str:
+        return str(self._run("downgrade", target, dbname=dbname)["stderr"])
+
+    def stamp(self, dbname: str, revision: str) -> None:
+        self._run("stamp", revision, dbname=dbname)
+
+    def current(self, dbname: str) -> list[str]:
+        return list(self._run("current", dbname=dbname)["data"])
+
+    def model_diff(self, dbname: str) -> list[dict[str, str]] | None:
+        """What autogenerate would change to make ``dbname`` match the models (None: no models)."""
+        return self._run("diff", dbname=dbname)["data"]

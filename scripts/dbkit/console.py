@@ -1,0 +1,103 @@
+"""Status lines, confirmations and secret masking: everything dbkit says goes through here."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from dbkit.errors import Refused
+
+_COLOURS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
+
+
+class Console:
+    """Writes to one stream, masks secrets, colours only on a terminal and never with NO_COLOR."""
+
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        *,
+        quiet: bool = False,
+        secrets: list[str] | None = None,
+        colour: bool | None = None,
+        stdin: TextIO | None = None,
+    ) -> None:
+        self.out = out or sys.stdout
+        self.stdin = stdin or sys.stdin
+        self.quiet = quiet
+        self.secrets = [s for s in (secrets or []) if s]
+        if colour is None:
+            colour = _isatty(self.out) and "NO_COLOR" not in os.environ
+        self.colour = colour
+
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def paint(self, text: str, colour: str) -> str:
+        if not self.colour:
+            return text
+        return f"\033[{_COLOURS[colour]}m{text}\033[0m"
+
+    def say(self, text: str = "", *, force: bool = False) -> None:
+        """A line for people; dropped with --quiet unless ``force`` (results, not progress)."""
+        if self.quiet and not force:
+            return
+        self.out.write(self.mask(text) + "\n")
+        self.out.flush()
+
+    def result(self, text: str = "") -> None:
+        self.say(text, force=True)
+
+    @contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        """``Backing up migrations ... done (0.4 s)`` or ``... FAILED``."""
+        started = time.perf_counter()
+        if not self.quiet:
+            self.out.write(self.mask(f"{title} ... "))
+            self.out.flush()
+        try:
+            yield
+        except BaseException:
+            if not self.quiet:
+                self.out.write(self.paint("FAILED", "red") + "\n")
+                self.out.flush()
+            raise
+        if not self.quiet:
+            took = time.perf_counter() - started
+            self.out.write(f"{self.paint('done', 'green')} ({took:.1f} s)\n")
+            self.out.flush()
+
+    def confirm(self, *, word: str, given: str | None, what: str) -> None:
+        """Ask for ``word`` (or take it from CONFIRM / --yes); refuse without a terminal."""
+        if given is not None:
+            if given.strip() == word:
+                return
+            raise Refused(f"CONFIRM={given!r} does not match; type CONFIRM={word} to {what}")
+        if not _isatty(self.stdin):
+            raise Refused(f"not a terminal: set CONFIRM={word} (or pass --yes) to {what}")
+        self.out.write(f"Type '{word}' to {what}: ")
+        self.out.flush()
+        answer = self.stdin.readline().strip()
+        if answer != word:
+            raise Refused("cancelled: nothing was changed")
+
+    def pause(self, prompt: str) -> None:
+        """Wait for Enter on a terminal (review before a change); Ctrl-C aborts."""
+        if not _isatty(self.stdin):
+            return
+        self.out.write(prompt)
+        self.out.flush()
+        self.stdin.readline()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,69 @@
+"""The small everyday verbs: start/stop the server, where is the database, upgrade, look."""
+
+from __future__ import annotations
+
+import os
+
+from dbkit.chain import AlembicProject
+from dbkit.console import Console
+from dbkit.server import get_server
+from dbkit.settings import Settings
+
+
+def up(settings: Settings, out: Console) -> None:
+    """Start the PostgreSQL server (embedded, or the compose service); finds a running one."""
+    get_server(settings).start(out)
+
+
+def down(settings: Settings, out: Console) -> None:
+    """Stop the PostgreSQL server dbkit started (data is kept)."""
+    get_server(settings).stop(out)
+
+
+def url(settings: Settings, out: Console, *, show_password: bool = False) -> None:
+    """Print the development database's connection URL (password masked unless asked)."""
+    server = get_server(settings)
+    server.ensure_running(out)
+    text = server.url(show_password=show_password)
+    if show_password:
+        out.out.write(text + "\n")  # asked for in so many words: bypass masking
+    else:
+        out.result(text)
+
+
+def psql(settings: Settings, out: Console) -> None:
+    """Open a psql session on the development database (in any mode)."""
+    server = get_server(settings)
+    server.ensure_running(out)
+    inv = server.tool("psql", [])
+    if inv.argv[:2] == [inv.argv[0], "exec"] and os.isatty(0):
+        inv.argv.insert(2, "-t")  # docker exec needs a tty for an interactive psql
+    os.execvpe(inv.argv[0], inv.argv, inv.env)
+
+
+def upgrade(settings: Settings, out: Console, *, revision: str = "head") -> None:
+    """Apply migrations to the development database (alembic upgrade REVISION, default head)."""
+    server = get_server(settings)
+    server.ensure_running(out)
+    project = AlembicProject(settings, server)
+    with out.step(f"Upgrading {server.dev_db} to {revision}"):
+        project.upgrade(server.dev_db, revision)
+    out.result(f"{server.dev_db} is at {', '.join(project.current(server.dev_db)) or 'base'}")
+
+
+def current(settings: Settings, out: Console) -> None:
+    """Show the development database's Alembic revision and whether it is the head."""
+    server = get_server(settings)
+    server.ensure_running(out)
+    project = AlembicProject(settings, server)
+    revs = project.current(server.dev_db)
+    heads = set(project.heads())
+    if not revs:
+        out.result("base (no revision applied)")
+    for rev in revs:
+        out.result(f"{rev} {'(head)' if rev in heads else '(behind head)'}")
+
+
+def history(settings: Settings, out: Console) -> None:
+    """Show the migration history (alembic history)."""
+    out.result(AlembicProject(settings, None).history_text().rstrip())

@@ -1,0 +1,55 @@
+"""The one exception family. Only ``dbkit.cli`` turns these into a message and an exit code.
+
+Exit codes: 0 success, 1 the job ran and found a problem (proof failed, drift, corrupt backup),
+2 the job could not run (bad configuration, server unreachable, refused, bad input), 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+
+class DbkitError(Exception):
+    """Base class: a message fit for one line, and the exit code that goes with it."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        # Longer context (a tool's stderr tail, a diff): shown under the line, never instead of it.
+        self.detail = detail
+
+
+class ConfigError(DbkitError):
+    """A setting is missing, malformed or points at nothing."""
+
+
+class ServerUnreachable(DbkitError):
+    """The PostgreSQL server does not answer, or cannot be started."""
+
+
+class ToolError(DbkitError):
+    """A client tool (pg_dump, pg_restore, psql, docker) is missing, too old, or failed."""
+
+
+class Refused(DbkitError):
+    """A safety rule said no: no confirmation, production, non-local server, lock held."""
+
+
+class ChainBuildFailed(DbkitError):
+    """Alembic could not run the project's migrations."""
+
+
+class BackupCorrupt(DbkitError):
+    """A backup is missing files, or a checksum does not match."""
+
+    exit_code = 1
+
+
+class ProofFailed(DbkitError):
+    """Two databases that must be identical are not."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, diff: list[str] | None = None) -> None:
+        super().__init__(message, detail="\n".join(diff or []) or None)
+        self.diff = diff or []

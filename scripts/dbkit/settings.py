@@ -1,0 +1,177 @@
+"""One settings object, built once from the environment and ``.env`` at the edge, passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dotenv import dotenv_values
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from dbkit.errors import ConfigError
+
+MODES = ("auto", "docker", "url", "embedded")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+# Every setting, its default and one line of documentation; .env.example and the README agree.
+DEFAULTS: dict[str, str] = {
+    "DB_MODE": "auto",
+    "DATABASE_URL": "",
+    "BACKEND_DIR": "backend",
+    "ALEMBIC_CONFIG": "",
+    "BACKUP_DIR": "backups",
+    "PGDATA_DIR": ".pgdata",
+    "POSTGRES_CONTAINER": "kidney_genetics_postgres",
+    "COMPOSE_FILE": "docker-compose.services.yml",
+    "POSTGRES_USER": "kidney_user",
+    "POSTGRES_PASSWORD": "",
+    "POSTGRES_DB": "kidney_genetics",
+    "POSTGRES_PORT": "5432",
+    "DB_UP_TIMEOUT": "60",
+    "PG_BIN": "",
+    "ENVIRONMENT": "development",
+    "ALLOW_DESTRUCTIVE": "0",
+    "APP_OBJECTS": "app.db.objects",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything dbkit needs to know about the project and where its database lives."""
+
+    project_dir: Path
+    db_mode: str
+    database_url: URL | None
+    backend_dir: Path
+    alembic_config: Path
+    backup_dir: Path
+    pgdata_dir: Path
+    postgres_container: str
+    compose_file: Path
+    postgres_user: str
+    postgres_password: str = field(repr=False)
+    postgres_db: str
+    postgres_port: int
+    db_up_timeout: float
+    pg_bin: Path | None
+    environment: str
+    allow_destructive: bool
+    app_objects: str
+
+    def require_alembic(self) -> Path:
+        """The Alembic ini file, or a one-line error saying what is missing."""
+        if not self.backend_dir.is_dir():
+            raise ConfigError(f"BACKEND_DIR {self.backend_dir} is not a directory")
+        if not self.alembic_config.is_file():
+            raise ConfigError(
+                f"no Alembic config at {self.alembic_config} "
+                "(set BACKEND_DIR to your Alembic project, or ALEMBIC_CONFIG to its alembic.ini)"
+            )
+        return self.alembic_config
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed (tests, and verbs that retarget a database)."""
+        return replace(self, **changes)
+
+    @property
+    def secrets(self) -> list[str]:
+        """Strings that must never be printed."""
+        found = [self.postgres_password]
+        if self.database_url is not None and self.database_url.password:
+            found.append(str(self.database_url.password))
+        return [s for s in found if s]
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a yes/no value (use 1 or 0)")
+
+
+def _number(name: str, raw: str, *, low: float, high: float, kind: type = int) -> float:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw} is out of range ({low:g} to {high:g})")
+    return value
+
+
+def parse_database_url(raw: str) -> URL:
+    """A PostgreSQL SQLAlchemy URL, or a one-line error (with the password masked)."""
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError):
+        shown = raw.split("@")[-1] if "@" in raw else raw
+        raise ConfigError(f"DATABASE_URL does not parse as a database URL (...@{shown})") from None
+    if url.get_backend_name() not in ("postgresql", "postgres"):
+        raise ConfigError(
+            f"DATABASE_URL is for {url.get_backend_name()!r}; dbkit works with PostgreSQL only"
+        )
+    if not url.database:
+        raise ConfigError("DATABASE_URL names no database (…/dbname at its end)")
+    # psycopg2 is the one driver we ship; a URL written for asyncpg still names the same server.
+    return url.set(drivername="postgresql+psycopg2")
+
+
+def load_settings(
+    project_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    env_file: Path | None = None,
+) -> Settings:
+    """Build the settings: process environment first, then ``.env``, then the defaults."""
+    project_dir = (project_dir or Path.cwd()).resolve()
+    environ = os.environ if environ is None else environ
+    env_file = env_file or project_dir / ".env"
+    file_values = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+
+    def get(name: str) -> str:
+        if name in environ:
+            return environ[name]
+        return file_values.get(name, DEFAULTS[name])
+
+    def path(name: str) -> Path:
+        value = Path(get(name)).expanduser()
+        return value if value.is_absolute() else project_dir / value
+
+    mode = get("DB_MODE").strip().lower() or "auto"
+    if mode not in MODES:
+        raise ConfigError(f"DB_MODE={get('DB_MODE')!r} is not one of {', '.join(MODES)}")
+    raw_url = get("DATABASE_URL").strip()
+    url = parse_database_url(raw_url) if raw_url else None
+    if mode == "url" and url is None:
+        raise ConfigError("DB_MODE=url needs DATABASE_URL")
+    backend_dir = path("BACKEND_DIR")
+    alembic_config = path("ALEMBIC_CONFIG") if get("ALEMBIC_CONFIG") else backend_dir / "alembic.ini"
+    pg_bin = path("PG_BIN") if get("PG_BIN") else None
+    if pg_bin is not None and not pg_bin.is_dir():
+        raise ConfigError(f"PG_BIN={pg_bin} is not a directory")
+    return Settings(
+        project_dir=project_dir,
+        db_mode=mode,
+        database_url=url,
+        backend_dir=backend_dir,
+        alembic_config=alembic_config,
+        backup_dir=path("BACKUP_DIR"),
+        pgdata_dir=path("PGDATA_DIR"),
+        postgres_container=get("POSTGRES_CONTAINER"),
+        compose_file=path("COMPOSE_FILE"),
+        postgres_user=get("POSTGRES_USER"),
+        postgres_password=get("POSTGRES_PASSWORD"),
+        postgres_db=get("POSTGRES_DB"),
+        postgres_port=int(_number("POSTGRES_PORT", get("POSTGRES_PORT"), low=1, high=65535)),
+        db_up_timeout=_number("DB_UP_TIMEOUT", get("DB_UP_TIMEOUT"), low=1, high=3600, kind=float),
+        pg_bin=pg_bin,
+        environment=get("ENVIRONMENT").strip().lower(),
+        allow_destructive=_bool("ALLOW_DESTRUCTIVE", get("ALLOW_DESTRUCTIVE")),
+        app_objects=get("APP_OBJECTS"),
+    )

@@ -1,0 +1,119 @@
+"""Shared fixtures: one real embedded PostgreSQL per test session, a fresh database per test.
+
+The session server lives in a temporary directory, never in the project's .pgdata, so the
+suite neither needs nor touches a developer's database.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dbkit import cli, scratch
+from dbkit.console import Console
+from dbkit.server import EmbeddedServer
+from dbkit.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+BACKEND = REPO / "backend"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def pgdata(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server") / "pgdata"
+
+
+@pytest.fixture(scope="session")
+def server(pgdata: Path) -> Iterator[EmbeddedServer]:
+    """The one embedded server of this test session."""
+    settings = load_settings(REPO, {"DB_MODE": "embedded", "PGDATA_DIR": str(pgdata)},
+                             env_file=Path("/nonexistent"))
+    srv = EmbeddedServer(settings)
+    srv.ensure_running()
+    yield srv
+    srv.stop(Console(io.StringIO()))
+
+
+@pytest.fixture
+def fresh_db(server: EmbeddedServer) -> Iterator[str]:
+    """An empty database for one test, dropped afterwards."""
+    with scratch.scratch_database(server, "test") as name:
+        yield name
+
+
+def base_env(pgdata: Path, dbname: str, project_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment a user would have: embedded mode on the test server, this database."""
+    env = {
+        "DB_MODE": "embedded",
+        "PGDATA_DIR": str(pgdata),
+        "POSTGRES_DB": dbname,
+        "BACKEND_DIR": str(BACKEND),
+        "BACKUP_DIR": str(project_dir / "backups"),
+        "NO_COLOR": "1",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    """A directory standing in for the user's project root (lock file, .env, backups)."""
+    path = tmp_path / "project"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def env(pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer) -> dict[str, str]:
+    return base_env(pgdata, fresh_db, project_dir)
+
+
+@pytest.fixture
+def settings(env: dict[str, str], project_dir: Path) -> Settings:
+    return load_settings(project_dir, env)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(argv: list[str], env: Mapping[str, str], *, cwd: Path, stdin: str = "") -> Result:
+    """Run ``dbkit`` in-process with this environment, as ``main()`` would."""
+    out, err = io.StringIO(), io.StringIO()
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        code = cli.run(argv, out, err, environ=env, stdin=io.StringIO(stdin))
+    finally:
+        os.chdir(old)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def run_dbkit(
+    argv: list[str], env: Mapping[str, str], *, cwd: Path, timeout: float = 300, **kw: object
+) -> subprocess.CompletedProcess:
+    """Run the real ``dbkit`` entry point in a subprocess (exit codes, ps, signals)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "dbkit", *argv], env=full_env, cwd=cwd, capture_output=True,
+        text=True, timeout=timeout, **kw,
+    )
+
+
+def copy_backend(dest: Path) -> Path:
+    """A private copy of the sample backend, for tests that change its files."""
+    shutil.copytree(BACKEND, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
