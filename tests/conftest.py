@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
+from alembic.config import Config
 from dbkit import cli, scratch
 from dbkit.console import Console
 from dbkit.server import EmbeddedServer
 from dbkit.settings import Settings, load_settings
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = REPO / "backend"
@@ -48,6 +51,22 @@ def fresh_db(server: EmbeddedServer) -> Iterator[str]:
     """An empty database for one test, dropped afterwards."""
     with scratch.scratch_database(server, "test") as name:
         yield name
+
+
+# pytest-alembic's built-in tests (bound to tests/test_backend.py) use these two fixtures:
+# the sample backend, on a fresh PostgreSQL database.
+@pytest.fixture
+def alembic_config() -> Config:
+    return Config(str(BACKEND / "alembic.ini"))
+
+
+@pytest.fixture
+def alembic_engine(server: EmbeddedServer, fresh_db: str) -> Iterator[Engine]:
+    engine = create_engine(server.sa_url(fresh_db), poolclass=NullPool)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def base_env(pgdata: Path, dbname: str, project_dir: Path, **extra: str) -> dict[str, str]:

@@ -6,32 +6,10 @@ consistency) run here too, against a fresh PostgreSQL database each, never SQLit
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
-
-from conftest import BACKEND
 from dbkit.catalog import object_counts, table_row_counts
 from dbkit.chain import AlembicProject
 from dbkit.server import EmbeddedServer
 from dbkit.settings import Settings
-
-
-@pytest.fixture
-def alembic_config() -> dict[str, str]:
-    return {"file": str(BACKEND / "alembic.ini")}
-
-
-@pytest.fixture
-def alembic_engine(server: EmbeddedServer, fresh_db: str) -> Iterator[Engine]:
-    engine = create_engine(server.sa_url(fresh_db), poolclass=NullPool)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def _counts(server: EmbeddedServer, db: str) -> dict[str, int]:

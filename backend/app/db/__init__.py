@@ -1,0 +1,1 @@
+"""Database objects that live outside the ORM models (see ``objects``)."""
