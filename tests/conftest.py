@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 from alembic.config import Config
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
 from dbkit import cli, scratch
 from dbkit.console import Console
 from dbkit.server import EmbeddedServer
 from dbkit.settings import Settings, load_settings
-from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = REPO / "backend"

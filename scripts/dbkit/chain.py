@@ -90,6 +90,10 @@ class AlembicProject:
                 dirs.append(rev.path.parent)
         return dirs
 
+    def backup_info(self, dbname: str | None = None) -> dict[str, Any]:
+        """versions_dir, heads, history (text) and, given a database, its current revisions."""
+        return dict(self._run("backup_info", dbname=dbname)["data"])
+
     def history_text(self) -> str:
         return str(self._run("history")["output"])
 
@@ -116,6 +120,18 @@ class AlembicProject:
 
     def current(self, dbname: str) -> list[str]:
         return list(self._run("current", dbname=dbname)["data"])
+
+    def declared(self, module: str) -> dict[str, Any] | None:
+        """The app's objects registry (``APP_OBJECTS``) as data; None if the app has none."""
+        return self._run("declared", module)["data"]
+
+    def validation_facts(self, dbname: str, module: str) -> dict[str, Any]:
+        """Heads, revision graph, ``dbname``'s revision, model diff and registry, in one child.
+
+        A project that does not load is reported in ``failure`` (stage, error, traceback)
+        rather than raised, so the caller can say it in one line.
+        """
+        return dict(self._run("validate", module, dbname=dbname)["data"])
 
     def model_diff(self, dbname: str) -> list[dict[str, str]] | None:
         """What autogenerate would change to make ``dbname`` match the models (None: no models)."""

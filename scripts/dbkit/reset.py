@@ -7,7 +7,8 @@ import time
 from dbkit import scratch
 from dbkit.chain import AlembicProject
 from dbkit.console import Console
-from dbkit.safety import confirm as ask, guard_destructive, project_lock
+from dbkit.safety import confirm as ask
+from dbkit.safety import guard_destructive, project_lock
 from dbkit.server import get_server
 from dbkit.settings import Settings
 

@@ -451,7 +451,8 @@ class DockerServer(Server):
     def _docker_run(self, argv: list[str], *, what: str) -> str:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
-            raise ToolError(f"{what} failed: {tools.mask(tools.stderr_tail(proc.stderr), self.secrets)}")
+            tail = tools.mask(tools.stderr_tail(proc.stderr), self.secrets)
+            raise ToolError(f"{what} failed: {tail}")
         return proc.stdout.strip()
 
     def health(self) -> str:

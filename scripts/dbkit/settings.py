@@ -151,7 +151,9 @@ def load_settings(
     if mode == "url" and url is None:
         raise ConfigError("DB_MODE=url needs DATABASE_URL")
     backend_dir = path("BACKEND_DIR")
-    alembic_config = path("ALEMBIC_CONFIG") if get("ALEMBIC_CONFIG") else backend_dir / "alembic.ini"
+    alembic_config = (
+        path("ALEMBIC_CONFIG") if get("ALEMBIC_CONFIG") else backend_dir / "alembic.ini"
+    )
     pg_bin = path("PG_BIN") if get("PG_BIN") else None
     if pg_bin is not None and not pg_bin.is_dir():
         raise ConfigError(f"PG_BIN={pg_bin} is not a directory")
