@@ -1,0 +1,153 @@
+"""The everyday verbs as a user types them: exit codes, messages, and what the database holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_backend, run_cli, run_dbkit
+from dbkit.chain import AlembicProject
+from dbkit.safety import project_lock
+from dbkit.server import EmbeddedServer
+from dbkit.settings import Settings, load_settings
+
+
+def _has_table(server: EmbeddedServer, db: str, name: str) -> bool:
+    conn = server.connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+            return bool(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _mark(server: EmbeddedServer, db: str) -> None:
+    conn = server.connect(db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE precious (x int); INSERT INTO precious VALUES (42)")
+    conn.close()
+
+
+def test_upgrade_current_history(env: dict[str, str], project_dir: Path,
+                                 settings: Settings, server: EmbeddedServer) -> None:
+    head = AlembicProject(settings, server).single_head()
+    res = run_cli(["current"], env, cwd=project_dir)
+    assert res.code == 0 and "base (no revision applied)" in res.out
+    res = run_cli(["upgrade"], env, cwd=project_dir)
+    assert res.code == 0, res.err
+    assert f"is at {head}" in res.out
+    res = run_cli(["current"], env, cwd=project_dir)
+    assert res.out.strip() == f"{head} (head)"
+    res = run_cli(["history"], env, cwd=project_dir)
+    assert res.code == 0 and head in res.out and "merge" in res.out.lower()
+
+
+def test_reset_without_terminal_or_confirm_refuses_and_keeps_data(
+    env: dict[str, str], project_dir: Path, server: EmbeddedServer
+) -> None:
+    _mark(server, env["POSTGRES_DB"])
+    res = run_cli(["reset"], env, cwd=project_dir)
+    assert res.code == 2
+    assert "not a terminal: set CONFIRM=reset" in res.err
+    assert _has_table(server, env["POSTGRES_DB"], "precious")
+
+
+def test_reset_with_wrong_word_refuses(env: dict[str, str], project_dir: Path,
+                                       server: EmbeddedServer) -> None:
+    _mark(server, env["POSTGRES_DB"])
+    res = run_cli(["reset"], {**env, "CONFIRM": "yes"}, cwd=project_dir)
+    assert res.code == 2 and "does not match" in res.err
+    assert _has_table(server, env["POSTGRES_DB"], "precious")
+
+
+def test_reset_rebuilds_from_the_chain(env: dict[str, str], project_dir: Path,
+                                       settings: Settings, server: EmbeddedServer) -> None:
+    _mark(server, env["POSTGRES_DB"])
+    res = run_cli(["reset"], {**env, "CONFIRM": "reset"}, cwd=project_dir)
+    assert res.code == 0, res.err
+    db = env["POSTGRES_DB"]
+    assert not _has_table(server, db, "precious")
+    assert _has_table(server, db, "genes")
+    assert AlembicProject(settings, server).current(db) == AlembicProject(
+        settings, server).heads()
+
+
+def test_reset_refuses_production(env: dict[str, str], project_dir: Path,
+                                  server: EmbeddedServer) -> None:
+    _mark(server, env["POSTGRES_DB"])
+    res = run_cli(["reset", "--yes"], {**env, "ENVIRONMENT": "production"}, cwd=project_dir)
+    assert res.code == 2 and "ENVIRONMENT=production: refusing" in res.err
+    assert _has_table(server, env["POSTGRES_DB"], "precious")
+
+
+def test_reset_whose_chain_fails_leaves_the_database_alone(
+    env: dict[str, str], project_dir: Path, server: EmbeddedServer, tmp_path: Path
+) -> None:
+    backend = copy_backend(tmp_path / "backend")
+    broken = next((backend / "alembic" / "versions").glob("0a9d4c2e8f61_*.py"))
+    text = broken.read_text().replace("def upgrade() -> None:\n",
+                                      "def upgrade() -> None:\n    op.execute('SELECT 1/0')\n", 1)
+    broken.write_text(text)
+    _mark(server, env["POSTGRES_DB"])
+    res = run_cli(["reset", "--yes"], {**env, "BACKEND_DIR": str(backend)}, cwd=project_dir)
+    assert res.code == 2
+    assert "failed in revision 0a9d4c2e8f61" in res.err and "division by zero" in res.err
+    assert _has_table(server, env["POSTGRES_DB"], "precious")
+
+
+def test_second_destructive_run_is_refused_while_one_holds_the_lock(
+    env: dict[str, str], project_dir: Path, server: EmbeddedServer
+) -> None:
+    _mark(server, env["POSTGRES_DB"])
+    with project_lock(load_settings(project_dir, env), "restore-full"):
+        res = run_cli(["reset", "--yes"], env, cwd=project_dir)
+    assert res.code == 2
+    assert "dbkit restore-full (pid" in res.err and "is running in this project" in res.err
+    assert _has_table(server, env["POSTGRES_DB"], "precious")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"DB_MODE": "cloud"}, "DB_MODE='cloud' is not one of"),
+        ({"BACKEND_DIR": "/nonexistent"}, "BACKEND_DIR /nonexistent is not a directory"),
+    ],
+)
+def test_bad_settings_are_one_line_without_traceback(
+    env: dict[str, str], project_dir: Path, extra: dict[str, str], message: str
+) -> None:
+    proc = run_dbkit(["history"], {**env, **extra}, cwd=project_dir)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_backend_dir_without_alembic_ini(env: dict[str, str], project_dir: Path,
+                                         tmp_path: Path) -> None:
+    empty = tmp_path / "app"
+    empty.mkdir()
+    res = run_cli(["history"], {**env, "BACKEND_DIR": str(empty)}, cwd=project_dir)
+    assert res.code == 2
+    assert f"no Alembic config at {empty}/alembic.ini" in res.err
+
+
+def test_url_masks_the_password_unless_asked(env: dict[str, str], project_dir: Path,
+                                             server: EmbeddedServer) -> None:
+    url = f"postgresql://postgres:s3cret@/{env['POSTGRES_DB']}?host={server.socket_dir}"
+    user_env = {**env, "DB_MODE": "url", "DATABASE_URL": url}
+    res = run_cli(["url"], user_env, cwd=project_dir)
+    assert res.code == 0, res.err
+    assert "s3cret" not in res.out and "***" in res.out
+    res = run_cli(["url", "--show-password"], user_env, cwd=project_dir)
+    assert "s3cret" in res.out
+
+
+def test_demo_builds_and_reports(env: dict[str, str], project_dir: Path,
+                                 server: EmbeddedServer) -> None:
+    res = run_cli(["demo"], env, cwd=project_dir)
+    assert res.code == 0, res.err
+    assert "Migration chain: 24 revisions" in res.out
+    assert "views                10" in res.out
+    assert _has_table(server, env["POSTGRES_DB"], "genes")
