@@ -151,3 +151,12 @@ def test_demo_builds_and_reports(env: dict[str, str], project_dir: Path,
     assert "Migration chain: 24 revisions" in res.out
     assert "views                10" in res.out
     assert _has_table(server, env["POSTGRES_DB"], "genes")
+
+
+def test_psql_opens_a_session_on_the_development_database(
+    env: dict[str, str], project_dir: Path
+) -> None:
+    proc = run_dbkit(["psql"], env, cwd=project_dir,
+                     input="SELECT 'in ' || current_database();\n")
+    assert proc.returncode == 0, proc.stderr
+    assert f"in {env['POSTGRES_DB']}" in proc.stdout

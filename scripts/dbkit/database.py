@@ -6,7 +6,7 @@ import os
 
 from dbkit.chain import AlembicProject
 from dbkit.console import Console
-from dbkit.server import get_server
+from dbkit.server import DockerServer, EmbeddedServer, get_server
 from dbkit.settings import Settings
 
 
@@ -34,9 +34,10 @@ def url(settings: Settings, out: Console, *, show_password: bool = False) -> Non
 def psql(settings: Settings, out: Console) -> None:
     """Open a psql session on the development database (in any mode)."""
     server = get_server(settings)
-    server.ensure_running(out)
+    if isinstance(server, EmbeddedServer):
+        server.ensure_running(out)  # ours to start; elsewhere psql reports its own errors
     inv = server.tool("psql", [])
-    if inv.argv[:2] == [inv.argv[0], "exec"] and os.isatty(0):
+    if isinstance(server, DockerServer) and os.isatty(0):
         inv.argv.insert(2, "-t")  # docker exec needs a tty for an interactive psql
     os.execvpe(inv.argv[0], inv.argv, inv.env)
 

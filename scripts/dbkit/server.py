@@ -477,10 +477,11 @@ class DockerServer(Server):
         self.connect(self.maintenance_db).close()
 
     def start(self, console: Console) -> None:
-        if self.health() == "healthy":
+        state = self.health()
+        if state == "healthy":
             console.result(f"Container {self.settings.postgres_container} already running")
             return
-        if self.health() == "absent" and port_in_use(self.settings.postgres_port):
+        if state == "absent" and port_in_use(self.settings.postgres_port):
             raise ServerUnreachable(
                 f"port {self.settings.postgres_port} on 127.0.0.1 is already in use; stop what "
                 "listens there or set POSTGRES_PORT in .env"
