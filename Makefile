@@ -8,6 +8,10 @@ VENV_STAMP := $(VENV)/.dbkit-installed
 
 .PHONY: help setup test lint format bench demo db-up db-down db-url db-psql db-upgrade \
 	db-current db-history db-reset
+.PHONY: db-migration-backup db-backup-full db-backups db-backup-verify db-migration-restore \
+	db-restore-full db-backup-prune
+.PHONY: db-validate-schema
+.PHONY: db-squash-migrations
 
 help: ## Show this list
 	@$(PYTHON) scripts/make_help.py $(MAKEFILE_LIST)
@@ -55,3 +59,30 @@ db-history: $(VENV_STAMP) ## Show the migration history
 
 db-reset: $(VENV_STAMP) ## Rebuild the development database from the chain (asks; CONFIRM=reset)
 	@$(DBKIT) reset
+
+db-migration-backup: $(VENV_STAMP) ## Back up the migrations (versions dir) into BACKUP_DIR
+	@$(DBKIT) migration-backup
+
+db-backup-full: $(VENV_STAMP) ## Back up migrations + database (FORMAT=plain for .sql)
+	@$(DBKIT) backup-full
+
+db-backups: $(VENV_STAMP) ## List backups, newest first (kind, size, revision, verified)
+	@$(DBKIT) backups
+
+db-backup-verify: $(VENV_STAMP) ## Check a backup: checksums + test restore (BACKUP=<name>)
+	@$(DBKIT) backup-verify
+
+db-migration-restore: $(VENV_STAMP) ## Restore the migrations from a backup (BACKUP=<name>)
+	@$(DBKIT) migration-restore
+
+db-restore-full: $(VENV_STAMP) ## Restore database + migrations safely (BACKUP=<name>, CONFIRM=restore)
+	@$(DBKIT) restore-full
+
+db-backup-prune: $(VENV_STAMP) ## Delete all but the newest KEEP backups (KEEP=N, CONFIRM=prune)
+	@$(DBKIT) backup-prune
+
+db-validate-schema: $(VENV_STAMP) ## Compare the database with the app (JSON=1; exit 0 in sync, 1 drift, 2 could not check)
+	@$(DBKIT) validate
+
+db-squash-migrations: $(VENV_STAMP) ## Squash the chain into one proven revision (DRY_RUN=1, CONFIRM=squash, NEW_REVISION=1, ARCHIVE=0, RESET=1)
+	@$(DBKIT) squash

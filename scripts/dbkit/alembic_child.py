@@ -23,8 +23,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
+
+from dbkit import declared, model_diff
 
 
 def _with_env(cfg: Config, fn: Any) -> Any:
@@ -41,34 +43,12 @@ def _with_env(cfg: Config, fn: Any) -> Any:
     return box.get("value")
 
 
-def _describe_diff(diff: Any) -> dict[str, str]:
-    """One autogenerate difference as plain data: op, object and a readable detail."""
-    if isinstance(diff, list):  # column modifications come as a list of tuples
-        diff = diff[0]
-    op = diff[0]
-    out: dict[str, str] = {"op": op}
-    if op in ("add_table", "remove_table"):
-        table = diff[1]
-        out["object"] = table.fullname
-    elif op in ("add_column", "remove_column"):
-        out["object"] = f"{diff[1] + '.' if diff[1] else ''}{diff[2]}.{diff[3].name}"
-        out["detail"] = str(diff[3].type)
-    elif op.startswith("modify_"):
-        schema, table, column = diff[1], diff[2], diff[3]
-        out["object"] = f"{schema + '.' if schema else ''}{table}.{column}"
-        out["detail"] = f"{diff[-2]!r} -> {diff[-1]!r}"
-    elif op in ("add_index", "remove_index", "add_constraint", "remove_constraint",
-                "add_fk", "remove_fk"):
-        obj = diff[1]
-        table = getattr(obj, "table", None)
-        out["object"] = f"{table.fullname + '.' if table is not None else ''}{obj.name}"
-        cols = getattr(obj, "columns", None)
-        if cols is not None:
-            out["detail"] = ", ".join(str(c.name) for c in cols)
-    else:
-        out["object"] = ""
-        out["detail"] = repr(diff[1:])
-    return out
+def _describe_diff(diff: Any, dialect: Any = None) -> list[dict[str, str | None]]:
+    """One autogenerate difference as plain data (op, object, detail, kind, db, app).
+
+    A column with several changes gives several records, one per change.
+    """
+    return model_diff.describe(diff, dialect)
 
 
 def _failing_revision(err: BaseException, script: ScriptDirectory) -> str | None:
@@ -89,6 +69,107 @@ def _as_list(value: str | tuple[str, ...] | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+def _backup_info(
+    cfg: Config, script: ScriptDirectory, out: io.StringIO, url: str | None
+) -> dict[str, Any]:
+    """What a backup records about the project, in one child process instead of four.
+
+    Only the versions directory is required: a backup must still be possible when the chain
+    or the app is broken (that is when people need one), so the rest records its error.
+    """
+    info: dict[str, Any] = {
+        "versions_dir": script.versions,  # raises when several version_locations are set
+        "heads": None, "history": None, "current": None, "errors": [],
+    }
+    try:
+        info["heads"] = list(script.get_heads())
+        command.history(cfg)
+        info["history"] = out.getvalue()
+    except Exception as err:  # noqa: BLE001 - recorded, the backup goes on
+        info["errors"].append(f"alembic history: {type(err).__name__}: {err}")
+    if url:
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                info["current"] = list(_with_env(cfg, lambda ctx: ctx.get_current_heads()))
+        except Exception as err:  # noqa: BLE001 - recorded, the backup goes on
+            info["errors"].append(f"alembic current: {type(err).__name__}: {err}")
+        finally:
+            engine.dispose()
+    return info
+
+
+def _validation_facts(
+    cfg: Config, script: ScriptDirectory, url: str, registry: str
+) -> dict[str, Any]:
+    """Everything ``dbkit validate`` needs from the project, in one process and one session.
+
+    The chain (heads, revision graph), the database's revision, Alembic's comparison run
+    through the project's env.py, and the app's objects registry. The session is read-only,
+    so no hook of the project can write. A failure comes back as data, with the stage it
+    happened in: ``database`` (no connection), ``app`` (env.py or the app does not
+    import), ``compare``, ``registry``.
+    """
+    facts: dict[str, Any] = {
+        "heads": list(script.get_heads()),
+        "graph": {s.revision: _as_list(s.down_revision) for s in script.walk_revisions()},
+    }
+    stage = ["database"]
+
+    def inspect_db(ctx: Any) -> None:
+        stage[0] = "compare"
+        facts["has_version_table"] = inspect(ctx.connection).has_table(
+            ctx.version_table, schema=ctx.version_table_schema
+        )
+        facts["current"] = list(ctx.get_current_heads())
+        default_schema = ctx.dialect.default_schema_name
+        metadata = ctx.opts.get("target_metadata")
+        metadatas = metadata if isinstance(metadata, (list, tuple)) else [metadata]
+        facts["default_schema"] = default_schema
+        tables = [t for m in metadatas if m is not None for t in m.tables.values()]
+        facts["model_tables"] = len(tables)
+        facts["model_schemas"] = sorted({t.schema or default_schema for t in tables})
+        facts["diff"] = None if metadata is None else [
+            record for d in compare_metadata(ctx, metadata)
+            for record in _describe_diff(d, ctx.dialect)
+        ] + model_diff.enum_records([m for m in metadatas if m is not None], ctx.connection,
+                                    default_schema)
+
+    engine = create_engine(
+        url, poolclass=NullPool,
+        connect_args={"options": "-c default_transaction_read_only=on"},
+    )
+    try:
+        with engine.connect() as conn:
+            stage[0] = "app"
+            cfg.attributes["connection"] = conn
+            _with_env(cfg, inspect_db)
+            conn.rollback()
+        if "current" not in facts:
+            raise RuntimeError("env.py never called context.run_migrations() online")
+        stage[0] = "registry"
+        facts["registry"] = declared.load_registry(registry, str(Path(cfg.config_file_name)
+                                                                 .resolve().parent))
+    except Exception as err:  # noqa: BLE001 - the parent says what failed, in one line
+        text = str(err).strip()
+        project = Path(cfg.config_file_name).resolve().parent
+        # The deepest line of the project's own code: where the developer has to look.
+        frames = [f for f in traceback.extract_tb(err.__traceback__)
+                  if Path(f.filename).resolve().is_relative_to(project)]
+        where = (f"{Path(frames[-1].filename).resolve().relative_to(project)}, "
+                 f"line {frames[-1].lineno}") if frames else None
+        facts["failure"] = {
+            "stage": stage[0],
+            "error": f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "),
+            "where": where,
+            "traceback": traceback.format_exc(),
+        }
+    finally:
+        engine.dispose()
+    return facts
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     config_path = Path(spec["config"]).resolve()
     out = io.StringIO()
@@ -99,6 +180,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     if url:
         cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
         os.environ["DATABASE_URL"] = url
+    if spec.get("version_locations"):
+        # The squash proves a new versions directory before it replaces the project's.
+        cfg.set_main_option("version_locations", spec["version_locations"].replace("%", "%%"))
     op, args = spec["op"], spec.get("args", [])
     script: ScriptDirectory | None = None
     data: Any = None
@@ -119,6 +203,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             ]
         elif op == "history":
             command.history(cfg)
+        elif op == "backup_info":
+            data = _backup_info(cfg, script, out, url)
+        elif op == "declared":
+            data = declared.load_registry(args[0], str(config_path.parent))
+        elif op == "validate":
+            data = _validation_facts(cfg, script, url, args[0])
         else:
             engine = create_engine(url, poolclass=NullPool)
             try:
@@ -132,12 +222,17 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                         command.stamp(cfg, *args)
                     elif op == "current":
                         data = list(_with_env(cfg, lambda ctx: ctx.get_current_heads()))
+                    elif op == "version_table":
+                        data = _with_env(cfg, lambda ctx: [
+                            ctx.opts.get("version_table_schema"),
+                            ctx.opts.get("version_table") or "alembic_version"])
                     elif op == "diff":
                         def diffs(ctx: Any) -> Any:
                             metadata = ctx.opts.get("target_metadata")
                             if metadata is None:
                                 return None
-                            return [_describe_diff(d) for d in compare_metadata(ctx, metadata)]
+                            return [record for d in compare_metadata(ctx, metadata)
+                                    for record in _describe_diff(d, ctx.dialect)]
 
                         data = _with_env(cfg, diffs)
                     else:

@@ -32,13 +32,19 @@ class Revision:
 class AlembicProject:
     """One Alembic project (its alembic.ini) and the server its databases live on."""
 
-    def __init__(self, settings: Settings, server: Server | None) -> None:
+    def __init__(
+        self, settings: Settings, server: Server | None, *, version_locations: Path | None = None
+    ) -> None:
         self.settings = settings
         self.server = server
         self.config = settings.require_alembic()
+        # Set: revisions come from this directory instead of the project's own (squash proof).
+        self.version_locations = version_locations
 
     def _run(self, op: str, *args: str, dbname: str | None = None) -> dict[str, Any]:
         spec: dict[str, Any] = {"config": str(self.config), "op": op, "args": list(args)}
+        if self.version_locations is not None:
+            spec["version_locations"] = str(self.version_locations)
         if dbname is not None:
             assert self.server is not None
             spec["url"] = self.server.sa_url(dbname).render_as_string(hide_password=False)
@@ -117,6 +123,11 @@ class AlembicProject:
 
     def stamp(self, dbname: str, revision: str) -> None:
         self._run("stamp", revision, dbname=dbname)
+
+    def version_table(self, dbname: str) -> tuple[str | None, str]:
+        """Where Alembic keeps its version: (schema or None for the default, table name)."""
+        schema, name = self._run("version_table", dbname=dbname)["data"]
+        return schema, name
 
     def current(self, dbname: str) -> list[str]:
         return list(self._run("current", dbname=dbname)["data"])

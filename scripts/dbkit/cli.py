@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
-from dbkit import __version__, database, demo, reset
+from dbkit import __version__, backup, database, demo, reset, restore, squash, validate, verify
 from dbkit.console import Console
 from dbkit.errors import ConfigError, DbkitError
 from dbkit.safety import YES
@@ -34,6 +34,15 @@ VERBS: dict[str, Verb] = {
     "history": database.history,
     "reset": reset.reset,
     "demo": demo.demo,
+    "migration-backup": backup.migration_backup,
+    "backup-full": backup.backup_full,
+    "backups": backup.backups,
+    "backup-verify": verify.backup_verify,
+    "backup-prune": backup.backup_prune,
+    "migration-restore": restore.migration_restore,
+    "restore-full": restore.restore_full,
+    "validate": validate.validate,
+    "squash": squash.squash,
 }
 
 

@@ -39,6 +39,14 @@ class ChainBuildFailed(DbkitError):
     """Alembic could not run the project's migrations."""
 
 
+class AppNotLoadable(DbkitError):
+    """The project's env.py, models or objects registry fail to import or run."""
+
+
+class CannotSquash(DbkitError):
+    """The chain builds something the squash cannot reproduce (yet); nothing was changed."""
+
+
 class BackupCorrupt(DbkitError):
     """A backup is missing files, or a checksum does not match."""
 

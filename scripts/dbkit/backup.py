@@ -1,0 +1,476 @@
+"""Taking backups (migrations only, or migrations + the whole database), listing, pruning.
+
+A backup is written into a hidden temporary folder beside its final place and renamed into
+place only once every file is on disk and checksummed; a failure (or a kill) leaves nothing
+that looks like a finished backup. Folders are 0700 and files 0600: backups hold data.
+
+``take_full_backup`` and ``take_migrations_backup`` are the functions other verbs (restore,
+squash) call; the verbs below are thin wrappers around them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import psycopg2
+
+from dbkit import __version__, catalog, scratch, tools
+from dbkit.chain import AlembicProject
+from dbkit.console import Console
+from dbkit.errors import ConfigError, DbkitError, ServerUnreachable, ToolError
+from dbkit.manifest import (
+    DUMP_CUSTOM,
+    DUMP_PLAIN,
+    FORMAT_VERSION,
+    MIGRATIONS,
+    Backup,
+    checksum_files,
+    describe,
+    file_digest,
+    fsync_dir,
+    human_size,
+    list_backups,
+    write_manifest,
+    write_private,
+)
+from dbkit.safety import confirm as ask
+from dbkit.safety import project_lock
+from dbkit.server import Server, get_server
+from dbkit.settings import Settings
+from dbkit.verify import load_sql
+
+FORMATS = {"custom": DUMP_CUSTOM, "plain": DUMP_PLAIN}
+TMP_PREFIX = ".tmp-"
+_TMP_RE = re.compile(r"^\.tmp-.*-(\d+)-[0-9a-f]{8}$")
+
+
+class Draft:
+    """A backup being written: a private temporary folder that becomes the backup on publish."""
+
+    def __init__(self, backup_dir: Path, purpose: str = "backup") -> None:
+        self.backup_dir = backup_dir
+        self.started = datetime.now().astimezone()
+        self.clock = time.monotonic()
+        self.stamp = self.started.strftime("%Y%m%d_%H%M%S")
+        self.path = backup_dir / (
+            f"{TMP_PREFIX}{purpose}-{self.stamp}-{os.getpid()}-{secrets.token_hex(4)}"
+        )
+        self.path.mkdir(mode=0o700)
+        self.path.chmod(0o700)
+
+    def file(self, rel: str) -> Path:
+        """The path for a new file in the draft, its folders created private."""
+        path = self.path / rel
+        for parent in reversed(path.relative_to(self.path).parents[:-1]):
+            folder = self.path / parent
+            if not folder.is_dir():
+                folder.mkdir(mode=0o700)
+                folder.chmod(0o700)
+        return path
+
+    def write(self, rel: str, data: bytes | str) -> None:
+        write_private(self.file(rel), data.encode() if isinstance(data, str) else data)
+
+    @contextmanager
+    def open(self, rel: str) -> Iterator[BinaryIO]:
+        """A new 0600 file for a tool to write into; flushed to disk when closed."""
+        fd = os.open(self.file(rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def publish(self, manifest: dict[str, Any]) -> Backup:
+        """Checksum, write the manifest, and rename into the first free name of the timestamp."""
+        manifest["files"] = checksum_files(self.path)
+        manifest["duration_s"] = round(time.monotonic() - self.clock, 2)
+        for folder in [p for p in self.path.rglob("*") if p.is_dir()]:
+            fsync_dir(folder)
+        write_manifest(self.path, manifest)
+        number = 1
+        while True:
+            name = self.stamp if number == 1 else f"{self.stamp}_{number}"
+            target = self.backup_dir / name
+            number += 1
+            if target.exists() or target.is_symlink():
+                continue
+            try:
+                os.rename(self.path, target)
+            except OSError as err:
+                if err.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    continue  # another run took this name a moment ago
+                raise
+            fsync_dir(self.backup_dir)
+            return Backup(name, target, manifest)
+
+
+@contextmanager
+def draft(backup_dir: Path, purpose: str = "backup") -> Iterator[Draft]:
+    """A Draft that is removed if anything goes wrong; disk errors become one line."""
+    try:
+        if not backup_dir.exists():
+            backup_dir.mkdir(parents=True, mode=0o700)
+        sweep_unfinished(backup_dir)
+        current = Draft(backup_dir, purpose)
+    except OSError as err:
+        raise ConfigError(f"cannot write to BACKUP_DIR {backup_dir}: {err.strerror}") from None
+    try:
+        yield current
+    except OSError as err:
+        shutil.rmtree(current.path, ignore_errors=True)
+        raise DbkitError(
+            f"cannot write the backup in {backup_dir}: {err.strerror}; "
+            "the unfinished backup was removed"
+        ) from None
+    except DbkitError as err:
+        shutil.rmtree(current.path, ignore_errors=True)
+        raise type(err)(f"{err.message}; the unfinished backup was removed",
+                        detail=err.detail) from None
+    except BaseException:
+        shutil.rmtree(current.path, ignore_errors=True)
+        raise
+
+
+def sweep_unfinished(backup_dir: Path) -> list[str]:
+    """Remove temporary folders left by killed runs (their pid is gone)."""
+    swept = []
+    for path in backup_dir.iterdir():
+        match = _TMP_RE.match(path.name)
+        if match and path.is_dir() and not _pid_alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            swept.append(path.name)
+    return swept
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- what goes into a backup ---------------------------------------------------------------
+def copy_migrations(d: Draft, versions_dir: Path) -> int:
+    """Every file of the versions directory (layout kept, caches skipped) into migrations/."""
+    if not versions_dir.is_dir():
+        raise ConfigError(f"the versions directory {versions_dir} does not exist")
+    d.file(f"{MIGRATIONS}/x")  # the folder exists even for an empty chain
+    count = 0
+    for path in sorted(versions_dir.rglob("*")):
+        rel = path.relative_to(versions_dir)
+        if "__pycache__" in rel.parts or path.suffix == ".pyc" or not path.is_file():
+            continue
+        d.write(f"{MIGRATIONS}/{rel.as_posix()}", path.read_bytes())
+        count += 1
+    return count
+
+
+def migration_files(versions_dir: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of what copy_migrations would copy (to compare with one)."""
+    return {
+        path.relative_to(versions_dir).as_posix(): file_digest(path)["sha256"]
+        for path in sorted(versions_dir.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.relative_to(versions_dir).parts
+        and path.suffix != ".pyc"
+    }
+
+
+def git_commit(folder: Path) -> str | None:
+    try:
+        proc = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def current_text(info: dict[str, Any]) -> str:
+    """What ``alembic current`` prints: one revision per line, ``(head)`` where it is one."""
+    if info["current"] is None:
+        return "unknown: alembic current failed (see the manifest's alembic_errors)\n"
+    heads = set(info["heads"] or [])
+    lines = [f"{rev} (head)" if rev in heads else rev for rev in info["current"]]
+    return "\n".join(lines or ["(no revision: the database is at base)"]) + "\n"
+
+
+def read_project(project: AlembicProject, out: Console, dbname: str | None = None,
+                 ) -> dict[str, Any]:
+    """Versions dir, heads, history, current; a broken chain is recorded, not fatal."""
+    info = project.backup_info(dbname)
+    secrets = project.server.secrets if project.server else ()
+    info["errors"] = [tools.mask(e, secrets) for e in info["errors"]]
+    for error in info["errors"]:
+        out.result(f"warning: {error} (backing up anyway)")
+    if info["history"] is None:
+        info["history"] = "unknown: alembic history failed (see the manifest's alembic_errors)\n"
+    return info
+
+
+def _manifest(kind: str, d: Draft, settings: Settings, info: dict[str, Any],
+              note: str | None) -> dict[str, Any]:
+    versions = Path(info["versions_dir"])
+    try:
+        versions_rel = versions.relative_to(settings.alembic_config.parent).as_posix()
+    except ValueError:
+        versions_rel = versions.as_posix()
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "tool_version": __version__,
+        "created_at": d.started.isoformat(timespec="seconds"),
+        "duration_s": None,
+        "server_version": None,
+        "pg_dump_version": None,
+        "database": None,
+        "mode": None,
+        "alembic_heads": sorted(info["heads"]) if info["heads"] is not None else None,
+        "current_revision": info["current"],
+        "alembic_errors": info["errors"],
+        "versions_dir": versions_rel,
+        "git_commit": git_commit(settings.backend_dir),
+        "note": note,
+        "files": {},
+    }
+
+
+def take_migrations_backup(
+    settings: Settings, out: Console, *, project: AlembicProject | None = None,
+    note: str | None = None,
+) -> Backup:
+    """Copy the versions directory into a new backup (no database needed)."""
+    project = project or AlembicProject(settings, None)
+    with draft(settings.backup_dir) as d:
+        info = read_project(project, out)
+        with out.step("Backing up the migrations"):
+            copy_migrations(d, Path(info["versions_dir"]))
+            d.write("migration_history.txt", info["history"])
+            return d.publish(_manifest("migrations", d, settings, info, note))
+
+
+def take_full_backup(
+    settings: Settings, server: Server, out: Console, *, project: AlembicProject | None = None,
+    dbname: str | None = None, fmt: str = "custom", note: str | None = None,
+) -> Backup:
+    """Migrations, the whole database, its schema, history and current revision."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"FORMAT={fmt!r} is not one of {', '.join(FORMATS)}")
+    dbname = dbname or server.dev_db
+    project = project or AlembicProject(settings, server)
+    with draft(settings.backup_dir) as d:
+        info = read_project(project, out, dbname)
+        with out.step("Backing up the migrations"):
+            copy_migrations(d, Path(info["versions_dir"]))
+            d.write("migration_history.txt", info["history"])
+            d.write("current_revision.txt", current_text(info))
+        with out.step(f"Dumping {dbname} ({fmt} format)"):
+            facts = dump_database(server, d, dbname, fmt)
+        with out.step("Loading the schema dump into a scratch database (fingerprint)"):
+            facts["schema_fingerprint"] = recreated_fingerprint(
+                server, d.path / "schema.sql", facts.pop("populated_matviews"))
+        manifest = _manifest("full", d, settings, info, note)
+        manifest.update(facts, database=dbname, mode=server.mode)
+        with out.step("Writing checksums"):
+            return d.publish(manifest)
+
+
+def dump_database(server: Server, d: Draft, dbname: str, fmt: str) -> dict[str, Any]:
+    """pg_dump (data + schema) and the manifest's facts, all from one snapshot.
+
+    Row counts and the fingerprint are read in the snapshot both pg_dump runs import, so they
+    describe exactly what the dump holds even while the application keeps writing. One
+    connection only holds the snapshot: an error while reading cannot pull it from under
+    pg_dump.
+    """
+    version = tools.run(server.tool("pg_dump", ["--version"], dbname), what="pg_dump --version")
+    pg_dump_version = version.stdout.decode().strip().split()[-1]
+    holder = _snapshot_session(server, dbname)
+    reader = None
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SHOW server_version")
+            server_version = cur.fetchone()[0].split()[0]
+            cur.execute("SELECT pg_export_snapshot()")
+            snapshot = cur.fetchone()[0]
+        reader = _snapshot_session(server, dbname, snapshot)
+        common = ["--no-password", f"--snapshot={snapshot}"]
+        with d.open(FORMATS[fmt]) as data_fh, d.open("schema.sql") as schema_fh, \
+                ThreadPoolExecutor(max_workers=2) as pool:
+            data = pool.submit(
+                tools.run, server.tool("pg_dump", [f"--format={fmt}", *common], dbname),
+                stdout=data_fh, what="pg_dump",
+            )
+            schema = pool.submit(
+                tools.run, server.tool("pg_dump", ["--schema-only", *common], dbname),
+                stdout=schema_fh, what="pg_dump --schema-only",
+            )
+            failed: psycopg2.Error | None = None
+            try:
+                row_counts = catalog.table_row_counts(reader)
+                matviews = populated_matviews(reader)
+            except psycopg2.Error as err:
+                failed = err
+            for job in (data, schema):
+                job.result()  # a pg_dump failure is the better message: raise it first
+        if failed is not None:
+            first = str(failed).strip().splitlines()[0] if str(failed).strip() else "error"
+            raise DbkitError(f"reading {dbname} for the manifest failed: "
+                             f"{tools.mask(first, server.secrets)}")
+    finally:
+        for conn in (reader, holder):
+            if conn is not None:
+                try:
+                    conn.close()
+                except psycopg2.Error:
+                    pass
+    return {
+        "server_version": server_version,
+        "pg_dump_version": pg_dump_version,
+        "dump_format": fmt,
+        "row_counts": row_counts,
+        "populated_matviews": matviews,
+    }
+
+
+def populated_matviews(conn: psycopg2.extensions.connection) -> list[str]:
+    """Materialized views holding data (a restore refreshes exactly these), quoted names."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+                    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind = 'm' AND c.relispopulated ORDER BY 1")
+        return [row[0] for row in cur.fetchall()]
+
+
+def recreated_fingerprint(server: Server, schema_sql: Path, matviews: list[str]) -> str:
+    """The schema fingerprint of what this dump recreates: schema.sql loaded into a scratch
+    database, its populated materialized views refreshed as a restore would.
+
+    Not the live database's own fingerprint: PostgreSQL re-deparses some expressions on
+    reload (``col IN ('a', 'b')`` on a varchar column comes back as ``ANY (ARRAY[...::text])``),
+    so a faithful restore never matches the live text. This is also the proof, made before
+    the backup is published, that its schema loads.
+    """
+    with scratch.scratch_database(server, "schemacheck") as dbname:
+        try:
+            load_sql(server, schema_sql, dbname)
+        except ToolError as err:
+            raise ToolError(f"the schema dump does not load into a scratch database, so this "
+                            f"backup could never be restored: {err.message}") from None
+        conn = server.connect(dbname)
+        try:
+            _refresh(conn, matviews)
+            return catalog.fingerprint(conn)
+        finally:
+            conn.close()
+
+
+def _refresh(conn: psycopg2.extensions.connection, matviews: list[str]) -> None:
+    """REFRESH each; one that reads another not yet refreshed waits for the next round."""
+    pending = list(matviews)
+    while pending:
+        failed = []
+        for name in pending:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"REFRESH MATERIALIZED VIEW {name}")  # quoted by quote_ident
+            except psycopg2.errors.ObjectNotInPrerequisiteState:
+                failed.append(name)
+        if len(failed) == len(pending):
+            raise DbkitError(f"cannot refresh materialized views {', '.join(failed)} in the "
+                             "scratch copy of the schema")
+        pending = failed
+
+
+def _snapshot_session(server: Server, dbname: str, snapshot: str | None = None,
+                      ) -> psycopg2.extensions.connection:
+    """A read-only repeatable-read transaction, in ``snapshot`` if given."""
+    conn = server.connect(dbname, autocommit=False)
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        if snapshot is not None:
+            with conn.cursor() as cur:
+                cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+    except psycopg2.Error as err:
+        conn.close()
+        raise ServerUnreachable(f"lost {server.describe(dbname)}: {str(err).strip()}") from None
+    return conn
+
+
+# -- verbs ---------------------------------------------------------------------------------
+def migration_backup(settings: Settings, out: Console) -> None:
+    """Back up the migrations (the versions directory) into BACKUP_DIR/<timestamp>/."""
+    made = take_migrations_backup(settings, out)
+    out.result(f"Migrations backed up to {made.path} ({len(made.manifest['files']) - 1} files)")
+
+
+def backup_full(settings: Settings, out: Console, *, format: str = "custom") -> None:  # noqa: A002
+    """Back up migrations and the whole database (FORMAT=plain for a .sql dump)."""
+    server = get_server(settings)
+    server.ensure_running(out)
+    made = take_full_backup(settings, server, out, fmt=format.strip().lower())
+    tables = len(made.manifest["row_counts"])
+    rows = sum(made.manifest["row_counts"].values())
+    out.result(f"Full backup of {server.dev_db} written to {made.path}")
+    out.result(f"  {tables} tables, {rows} rows, {human_size(made.size)}; "
+               f"verify it with: make db-backup-verify BACKUP={made.name}")
+
+
+def backups(settings: Settings, out: Console) -> None:
+    """List the backups, newest first: name, kind, size, revision, verified or not."""
+    found = list_backups(settings.backup_dir)
+    if not found:
+        out.result(f"No backups in {settings.backup_dir}")
+        return
+    out.result(f"Backups in {settings.backup_dir} (newest first):")
+    out.result(f"{'NAME':<18} {'KIND':<10} {'SIZE':>9}  {'REVISION':<14} CHECKED")
+    for name, made, why in found:
+        out.result(describe(made) if made is not None else f"{name:<18} {'?':<10} "
+                   f"{'':>9}  {'':<14} unusable: {why}")
+
+
+def backup_prune(settings: Settings, out: Console, *, keep: str = "",
+                 confirm: str | None = None) -> None:
+    """Delete all but the newest KEEP backups (asks; CONFIRM=prune)."""
+    if not keep.strip():
+        raise ConfigError("set KEEP=<n>: how many of the newest backups to keep")
+    try:
+        count = int(keep)
+    except ValueError:
+        raise ConfigError(f"KEEP={keep!r} is not a number") from None
+    if count < 1:
+        raise ConfigError(f"KEEP={keep} would delete every backup; the newest one is always kept "
+                          "(use KEEP=1 or more)")
+    finished = [made for _, made, _ in list_backups(settings.backup_dir) if made is not None]
+    doomed = finished[count:]
+    if not doomed:
+        out.result(f"Nothing to prune: {len(finished)} backups, KEEP={count}")
+        return
+    out.result(f"Keeping the newest {count}; deleting {len(doomed)}:")
+    for made in doomed:
+        out.result(f"  {describe(made)}")
+    ask(out, word="prune", given=confirm, what=f"delete {len(doomed)} backups")
+    # The lock: a restore reading one of these backups holds it until it is done.
+    with project_lock(settings, "backup-prune"):
+        for made in doomed:
+            # Rename first: a prune killed half-way leaves an unfinished folder, never a
+            # backup that looks complete but is not.
+            doomed_path = made.path.with_name(
+                f"{TMP_PREFIX}prune-{made.name}-{os.getpid()}-{secrets.token_hex(4)}")
+            os.rename(made.path, doomed_path)
+            shutil.rmtree(doomed_path)
+    out.result(f"Deleted {len(doomed)} backups; {count} kept in {settings.backup_dir}")

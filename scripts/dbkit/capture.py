@@ -1,0 +1,1079 @@
+"""What the old chain built, read from the database it built, as SQL in dependency order.
+
+The database is the truth (not the models): ``capture`` reads it through ``catalog.snapshot``
+plus ``pg_depend``, and returns every object to create as SQL statements taken from the
+catalog (``pg_get_viewdef``, ``pg_get_functiondef``, ``pg_get_indexdef``, ...), ordered so
+that each object comes after what it needs, together with the rows the migrations left in
+each table and the position of every sequence. Objects that an empty database already has
+(``public``, ``plpgsql``) and objects owned by an extension are left out.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import psycopg2.extensions
+from psycopg2 import sql
+
+from dbkit import catalog
+from dbkit.errors import CannotSquash
+
+NodeId = tuple[str, ...]
+
+# Reading order of the revision (ties only: dependencies always win). Indexes and policies
+# follow their table; data comes after the structure, then what must not see the seed
+# inserts (foreign keys, triggers) or needs the rows (materialized views).
+_RANK = {
+    "schema": 0, "extension": 1, "type": 2, "sequence": 3, "function": 4, "table": 5,
+    "index": 5, "policy": 5, "view": 7, "rows": 8, "setval": 9, "constraint": 10,
+    "matview": 11, "trigger": 12,
+}
+# Section titles used by the renderer, by node kind.
+SECTIONS = {
+    "schema": "schemas", "extension": "extensions", "type": "types", "sequence": "sequences",
+    "function": "functions and procedures", "table": "tables", "index": "tables",
+    "policy": "tables", "view": "views", "rows": "seed rows", "setval": "sequence positions",
+    "constraint": "foreign keys and constraints added after the data", "matview":
+    "materialized views", "trigger": "triggers",
+}
+_SESSION = (
+    "SET TimeZone = 'UTC'", "SET DateStyle = 'ISO, YMD'", "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 1", "SET bytea_output = 'hex'",
+)
+
+
+class _JsonNull:
+    """A jsonb value that is JSON ``null`` (as opposed to SQL NULL)."""
+
+    def __repr__(self) -> str:
+        return "JSON_NULL"
+
+
+JSON_NULL = _JsonNull()
+
+
+@dataclass
+class SeedColumn:
+    name: str
+    qname: str  # quoted for SQL
+    type: str  # format_type
+    kind: str  # how the renderer writes values: bool int numeric float text json array raw
+    identity_always: bool = False
+
+
+@dataclass
+class SeedRows:
+    """The rows one table held right after the chain ran, values already in Python form."""
+
+    table: str  # quoted, qualified
+    schema: str
+    name: str
+    columns: list[SeedColumn]
+    rows: list[list[Any]]
+
+
+@dataclass
+class Node:
+    """One object to create: its statements, the statement that drops it, or seed rows."""
+
+    kind: str
+    key: str
+    create: list[str] = field(default_factory=list)
+    drop: str | None = None
+    seed: SeedRows | None = None
+    deps: set[NodeId] = field(default_factory=set)
+
+    @property
+    def id(self) -> NodeId:
+        return (self.kind, self.key)
+
+
+@dataclass
+class Capture:
+    """Everything the old chain built, ready to render."""
+
+    nodes: list[Node]
+    counts: dict[str, int]
+    snapshot: catalog.Snapshot
+
+
+# -- identifiers and literals ----------------------------------------------------------------
+
+class Quoter:
+    """PostgreSQL's quote_ident, with the server's own keyword list."""
+
+    def __init__(self, conn: psycopg2.extensions.connection) -> None:
+        with conn.cursor() as cur:
+            cur.execute("SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'")
+            self.keywords = {row[0] for row in cur.fetchall()}
+
+    def ident(self, name: str) -> str:
+        if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) and name not in self.keywords:
+            return name
+        return '"' + name.replace('"', '""') + '"'
+
+    def qual(self, schema: str, name: str) -> str:
+        return f"{self.ident(schema)}.{self.ident(name)}"
+
+
+def literal(value: str) -> str:
+    """A SQL string literal (standard_conforming_strings: backslashes are plain)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+# -- reading the catalog ---------------------------------------------------------------------
+
+def _rows(conn: psycopg2.extensions.connection, query: str, args: Any = None) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(query, args)
+        return cur.fetchall()
+
+
+_OBJECTS = f"""
+SELECT 'pg_namespace'::regclass::oid, n.oid, 'schema', n.nspname, n.nspname, NULL
+  FROM pg_namespace n WHERE {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_extension'::regclass::oid, e.oid, 'extension', e.extname, NULL, e.extname
+  FROM pg_extension e
+UNION ALL
+SELECT 'pg_class'::regclass::oid, c.oid,
+       CASE WHEN c.relkind IN ('r', 'p') THEN 'table' WHEN c.relkind = 'v' THEN 'view'
+            WHEN c.relkind = 'm' THEN 'matview' WHEN c.relkind = 'c' THEN 'type'
+            WHEN EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                         AND d.objid = c.oid AND d.deptype = 'i') THEN 'identity'
+            ELSE 'sequence' END,
+       n.nspname || '.' || c.relname, n.nspname, c.relname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'c', 'S') AND {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_class'::regclass::oid, i.indexrelid,
+       CASE WHEN co.oid IS NULL THEN 'index' ELSE 'constraint' END,
+       n.nspname || '.' || t.relname, n.nspname, COALESCE(co.conname, ic.relname)
+  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+  JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+  LEFT JOIN pg_constraint co ON co.conindid = i.indexrelid AND co.conrelid = i.indrelid
+       AND co.contype IN ('p', 'u', 'x')
+ WHERE {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_type'::regclass::oid, t.oid,
+       CASE WHEN t.typtype IN ('e', 'd', 'r', 'm') THEN 'type' ELSE 'rowtype' END,
+       n.nspname || '.' || t.typname, n.nspname, t.typname
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE {catalog._USER_SCHEMA} AND (t.typtype IN ('e', 'd', 'r', 'm', 'c'))
+UNION ALL
+SELECT 'pg_proc'::regclass::oid, p.oid, 'function',
+       n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       n.nspname, p.proname
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_constraint'::regclass::oid, co.oid,
+       CASE WHEN co.conrelid <> 0 THEN 'constraint' ELSE 'type' END,
+       n.nspname || '.' || COALESCE(t.relname, ty.typname), n.nspname,
+       CASE WHEN co.conrelid <> 0 THEN co.conname ELSE ty.typname END
+  FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
+  LEFT JOIN pg_class t ON t.oid = co.conrelid LEFT JOIN pg_type ty ON ty.oid = co.contypid
+ WHERE {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_attrdef'::regclass::oid, ad.oid,
+       CASE WHEN c.relkind = 'v' THEN 'view' ELSE 'table' END,
+       n.nspname || '.' || c.relname, n.nspname, c.relname
+  FROM pg_attrdef ad JOIN pg_class c ON c.oid = ad.adrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_rewrite'::regclass::oid, r.oid,
+       CASE WHEN c.relkind = 'm' THEN 'matview' WHEN c.relkind = 'v' THEN 'view'
+            ELSE 'table' END,
+       n.nspname || '.' || c.relname, n.nspname, c.relname
+  FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_trigger'::regclass::oid, tg.oid, 'trigger', n.nspname || '.' || c.relname,
+       n.nspname, tg.tgname
+  FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE NOT tg.tgisinternal AND {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_policy'::regclass::oid, pol.oid, 'policy', n.nspname || '.' || c.relname,
+       n.nspname, pol.polname
+  FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
+"""
+
+# What a pg_type row stands for when it is not a type of its own: a table's row type is the
+# table, an array type is its element type.
+_TYPE_OWNERS = f"""
+SELECT t.oid, t.typrelid, t.typelem
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE {catalog._USER_SCHEMA} AND (t.typrelid <> 0 OR (t.typelem <> 0 AND t.typlen = -1))
+"""
+
+
+class _Graph:
+    """Catalog objects mapped onto the nodes of the revision, and the edges between them."""
+
+    def __init__(self, conn: psycopg2.extensions.connection) -> None:
+        self.objects: dict[tuple[int, int], tuple[str, ...]] = {}
+        for cls, oid, kind, key, _schema, sub in _rows(conn, _OBJECTS):
+            if kind in ("constraint", "index", "trigger", "policy"):
+                self.objects[(cls, oid)] = (kind, key, sub)
+            else:
+                self.objects[(cls, oid)] = (kind, key)
+        self.pg_class, self.pg_type = _rows(
+            conn, "SELECT 'pg_class'::regclass::oid, 'pg_type'::regclass::oid")[0]
+        self.type_owner = {oid: (rel, elem) for oid, rel, elem in _rows(conn, _TYPE_OWNERS)}
+        self.identity_owner = {
+            oid: refoid for oid, refoid in _rows(conn, """
+                SELECT objid, refobjid FROM pg_depend
+                WHERE classid = 'pg_class'::regclass AND refclassid = 'pg_class'::regclass
+                  AND deptype = 'i' AND objsubid = 0 AND refobjsubid > 0""")
+        }
+        ext_name = dict(_rows(conn, "SELECT oid, extname FROM pg_extension"))
+        self.member_of = {
+            (cls, oid): ext_name[ext] for cls, oid, ext in _rows(conn, """
+                SELECT classid, objid, refobjid FROM pg_depend
+                WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'""")
+        }
+        self.depend = _rows(conn, """
+            SELECT classid, objid, refclassid, refobjid, deptype FROM pg_depend
+            WHERE deptype IN ('n', 'a', 'i')""")
+
+    def resolve(self, cls: int, oid: int) -> NodeId | None:
+        """The node a catalog object belongs to (None: a system object)."""
+        if (cls, oid) in self.member_of:
+            return ("extension", self.member_of[(cls, oid)])
+        if cls == self.pg_type and oid in self.type_owner:
+            rel, elem = self.type_owner[oid]
+            node = self.resolve(self.pg_class, rel) if rel else self.resolve(cls, elem)
+            if node is not None:
+                return node
+        if cls == self.pg_class and oid in self.identity_owner:
+            return self.resolve(cls, self.identity_owner[oid])
+        return self.objects.get((cls, oid))
+
+    def edges(self) -> set[tuple[NodeId, NodeId]]:
+        """(dependent, dependency) pairs between distinct nodes."""
+        found = set()
+        for cls, oid, refcls, refoid, deptype in self.depend:
+            a, b = self.resolve(cls, oid), self.resolve(refcls, refoid)
+            if a is None or b is None or a == b:
+                continue
+            # A sequence OWNED BY a column is created before its table (the table's default
+            # uses it); the ownership itself is set after the table.
+            if deptype == "a" and a[0] == "sequence" and b[0] == "table":
+                continue
+            found.add((a, b))
+        return found
+
+
+# -- the capture ------------------------------------------------------------------------------
+
+def capture(
+    conn: psycopg2.extensions.connection,
+    *,
+    baseline: catalog.Snapshot,
+    version_table: tuple[str | None, str],
+) -> Capture:
+    """Read everything the chain built into the database behind ``conn``.
+
+    ``baseline`` is the snapshot of an empty database on the same server (what the chain did
+    not create); ``version_table`` is Alembic's (schema or None, name), which is left out.
+    """
+    vt_key = f"{version_table[0] or _first_schema(conn)}.{version_table[1]}"
+    with catalog.qualified_names(conn):
+        with conn.cursor() as cur:
+            for stmt in _SESSION:
+                cur.execute(stmt)
+        snap = catalog.snapshot(conn)
+        q = Quoter(conn)
+        _refuse_unsupported(snap, vt_key)
+        graph = _Graph(conn)
+        builder = _Builder(conn, snap, baseline, q, vt_key)
+        nodes = builder.build()
+        _add_edges(nodes, graph)
+        ordered = _order(nodes)
+        counts = builder.counts()
+    return Capture(nodes=ordered, counts=counts, snapshot=snap)
+
+
+def _first_schema(conn: psycopg2.extensions.connection) -> str:
+    # Alembic puts its table in the first schema of the default search_path.
+    row = _rows(conn, "SELECT (current_schemas(false))[1]")
+    return str(row[0][0] or "public")
+
+
+def _refuse_unsupported(snap: catalog.Snapshot, version_key: str) -> None:
+    found = {kind: names for kind, names in snap.get("unsupported", {}).items()}
+    for key, table in snap["tables"].items():
+        if key == version_key:
+            continue
+        if table["kind"] != "table" or table["parents"] or table["is_partition"]:
+            found.setdefault("partitioned or inherited table", []).append(key)
+        for col in table["columns"]:
+            if col["options"]:
+                found.setdefault("column options", []).append(f"{key}.{col['name']}")
+    if found:
+        what = "; ".join(f"{kind}: {', '.join(names[:5])}" for kind, names in sorted(found.items()))
+        raise CannotSquash(
+            f"the chain creates objects dbkit cannot reproduce yet ({what}); nothing was changed"
+        )
+
+
+class _Builder:
+    """Turns the snapshot into nodes with SQL statements."""
+
+    def __init__(self, conn: psycopg2.extensions.connection, snap: catalog.Snapshot,
+                 baseline: catalog.Snapshot, q: Quoter, version_key: str) -> None:
+        self.conn, self.snap, self.base, self.q = conn, snap, baseline, q
+        self.version_key = version_key
+        self.nodes: dict[NodeId, Node] = {}
+        self.names = {  # key -> (schema, name), exactly as the catalog has them
+            f"{s}.{n}": (s, n) for s, n in _rows(conn, f"""
+                SELECT n.nspname, c.relname FROM pg_class c
+                JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
+                UNION SELECT n.nspname, t.typname FROM pg_type t
+                JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {catalog._USER_SCHEMA}""")
+        }
+        self.functions = {
+            key: (schema, name, args) for key, schema, name, args in _rows(conn, f"""
+                SELECT n.nspname || '.' || p.proname || '('
+                       || pg_get_function_identity_arguments(p.oid) || ')',
+                       n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)
+                FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                WHERE {catalog._USER_SCHEMA}""")
+        }
+
+    def qn(self, key: str) -> str:
+        return self.q.qual(*self.names[key])
+
+    def add(self, kind: str, key: str, create: list[str], drop: str | None = None) -> Node:
+        node = Node(kind=kind, key=key, create=create, drop=drop)
+        self.nodes[node.id] = node
+        return node
+
+    def new(self, section: str) -> dict[str, Any]:
+        """Objects of one kind that an empty database does not already have."""
+        have = self.base.get(section, {})
+        return {k: v for k, v in self.snap[section].items() if k not in have}
+
+    def build(self) -> dict[NodeId, Node]:
+        self._schemas()
+        self._extensions()
+        self._types()
+        self._sequences()
+        self._functions()
+        self._tables()
+        self._views()
+        return self.nodes
+
+    def counts(self) -> dict[str, int]:
+        """How many of each kind of object the revision creates (for the report)."""
+        counts: dict[str, int] = {}
+
+        def bump(kind: str, by: int = 1) -> None:
+            if by:
+                counts[kind] = counts.get(kind, 0) + by
+
+        for node in self.nodes.values():
+            if node.kind == "rows" and node.seed:
+                bump("seed rows", len(node.seed.rows))
+                bump("tables with seed rows")
+            elif node.kind in _COUNTED:
+                bump(_COUNTED[node.kind])
+        for kind, info in self.new("types").items():
+            if info["kind"] != "multirange":
+                bump(f"types ({info['kind']})")
+        for f in self.new("functions").values():
+            bump("procedures" if f["kind"] == "procedure" else "functions")
+        for key, table in self.new("tables").items():
+            if key == self.version_key:
+                continue
+            bump("columns", len(table["columns"]))
+            for con in table["constraints"].values():
+                if con["type"] != "not null":
+                    bump(f"constraints ({con['type']})")
+            bump("indexes", sum(1 for ix in table["indexes"].values() if not ix["constraint"]))
+            bump("triggers", len(table["triggers"]))
+            bump("comments", _comments(table))
+        for section in ("views", "materialized_views"):
+            for view in self.new(section).values():
+                bump("triggers", len(view["triggers"]))
+                bump("indexes", len(view.get("indexes", {})))
+                bump("comments", _comments(view))
+        return dict(sorted(counts.items()))
+
+    # -- schemas, extensions, types --------------------------------------------------------
+    def _schemas(self) -> None:
+        for name, info in self.new("schemas").items():
+            stmts = [f"CREATE SCHEMA {self.q.ident(name)}"]
+            if info["comment"] is not None:
+                stmts.append(f"COMMENT ON SCHEMA {self.q.ident(name)} IS {literal(info['comment'])}")
+            stmts += _grants(self.conn, "pg_namespace", name, f"SCHEMA {self.q.ident(name)}",
+                             info["acl"])
+            self.add("schema", name, stmts, f"DROP SCHEMA {self.q.ident(name)}")
+
+    def _extensions(self) -> None:
+        defaults = dict(_rows(self.conn,
+                              "SELECT name, default_version FROM pg_available_extensions"))
+        for name, info in self.new("extensions").items():
+            stmt = (f"CREATE EXTENSION IF NOT EXISTS {self.q.ident(name)} "
+                    f"WITH SCHEMA {self.q.ident(info['schema'])}")
+            if defaults.get(name) != info["version"]:
+                stmt += f" VERSION {literal(info['version'])}"
+            self.add("extension", name, [stmt], f"DROP EXTENSION {self.q.ident(name)}")
+
+    def _types(self) -> None:
+        for key, info in self.new("types").items():
+            name = self.qn(key)
+            kind = info["kind"]
+            if kind == "multirange":
+                continue  # made by its range type
+            if kind == "enum":
+                labels = ", ".join(literal(label) for label in info["labels"])
+                stmts = [f"CREATE TYPE {name} AS ENUM ({labels})"]
+            elif kind == "domain":
+                stmts = self._domain(name, info)
+            elif kind == "composite":
+                attrs = ",\n".join(f"    {self.q.ident(a['name'])} {a['type']}"
+                                   for a in info["attributes"])
+                stmts = [f"CREATE TYPE {name} AS (\n{attrs}\n)"]
+                stmts += [f"COMMENT ON COLUMN {name}.{self.q.ident(a['name'])} IS "
+                          f"{literal(a['comment'])}" for a in info["attributes"] if a["comment"]]
+            else:  # range
+                r = info["range"]
+                opts = [f"SUBTYPE = {r['subtype']}"]
+                if r.get("subtype_opclass"):
+                    opts.append(f"SUBTYPE_OPCLASS = {r['subtype_opclass']}")
+                if r.get("subtype_diff"):
+                    opts.append(f"SUBTYPE_DIFF = {r['subtype_diff']}")
+                if r.get("canonical"):
+                    opts.append(f"CANONICAL = {r['canonical']}")
+                if r.get("multirange"):
+                    opts.append(f"MULTIRANGE_TYPE_NAME = {r['multirange']}")
+                stmts = [f"CREATE TYPE {name} AS RANGE ({', '.join(opts)})"]
+            word = "DOMAIN" if kind == "domain" else "TYPE"
+            if info["comment"] is not None:
+                stmts.append(f"COMMENT ON {word} {name} IS {literal(info['comment'])}")
+            stmts += _grants(self.conn, "pg_type", key, f"{word} {name}", info["acl"])
+            self.add("type", key, stmts, f"DROP {word} {name}")
+
+    def _domain(self, name: str, info: dict[str, Any]) -> list[str]:
+        parts = [f"CREATE DOMAIN {name} AS {info['base']}"]
+        if info["collation"]:
+            parts.append(f"COLLATE {info['collation']}")
+        if info["default"] is not None:
+            parts.append(f"DEFAULT {info['default']}")
+        later: list[str] = []
+        named_not_null = False
+        for cname, con in info["constraints"].items():
+            clause = f"CONSTRAINT {self.q.ident(cname)} {con['definition']}"
+            if con["definition"] == "NOT NULL":
+                named_not_null = True
+            if con["validated"]:
+                parts.append(clause)
+            else:
+                later.append(f"ALTER DOMAIN {name} ADD {clause}")
+            if con["comment"] is not None:
+                later.append(f"COMMENT ON CONSTRAINT {self.q.ident(cname)} ON DOMAIN {name} "
+                             f"IS {literal(con['comment'])}")
+        if info["not_null"] and not named_not_null:
+            parts.append("NOT NULL")
+        return ["\n    ".join(parts), *later]
+
+    # -- sequences, functions --------------------------------------------------------------
+    def _sequences(self) -> None:
+        for key, s in self.new("sequences").items():
+            if s["identity"]:
+                continue  # part of its column's definition
+            name = self.qn(key)
+            stmts = [f"CREATE {'UNLOGGED ' if s['unlogged'] else ''}SEQUENCE {name}\n"
+                     f"    AS {s['type']} START WITH {s['start']} INCREMENT BY {s['increment']}"
+                     f"\n    MINVALUE {s['min']} MAXVALUE {s['max']} CACHE {s['cache']}"
+                     f"{' CYCLE' if s['cycle'] else ''}"]
+            if s["comment"] is not None:
+                stmts.append(f"COMMENT ON SEQUENCE {name} IS {literal(s['comment'])}")
+            stmts += _grants(self.conn, "pg_class", key, f"SEQUENCE {name}", s["acl"])
+            # Dropped with the table that owns it.
+            drop = None if s["owned_by"] else f"DROP SEQUENCE {name}"
+            self.add("sequence", key, stmts, drop)
+        self._positions()
+
+    def _positions(self) -> None:
+        for key, s in self.snap["sequences"].items():
+            (last, called), = _rows(self.conn, sql.SQL(
+                "SELECT last_value, is_called FROM {}.{}").format(
+                    sql.Identifier(self.names[key][0]), sql.Identifier(self.names[key][1])))
+            if not called and last == s["start"]:
+                continue  # untouched: nothing to set
+            node = self.add("setval", key, [
+                f"SELECT pg_catalog.setval({literal(self.qn(key))}, {last}, "
+                f"{'true' if called else 'false'})"])
+            if s["identity"]:
+                node.deps.add(("table", _owner_table(s["owned_by"])))
+            else:
+                node.deps.add(("sequence", key))
+
+    def _functions(self) -> None:
+        for key, f in self.new("functions").items():
+            schema, fname, args = self.functions[key]
+            word = "PROCEDURE" if f["kind"] == "procedure" else "FUNCTION"
+            if f["kind"] == "aggregate":
+                raise CannotSquash(f"the chain creates the aggregate {key}; dbkit cannot "
+                                   "reproduce aggregates yet (nothing was changed)")
+            signature = f"{self.q.qual(schema, fname)}({args})"
+            stmts = [f["definition"].rstrip("\n")]
+            if f["comment"] is not None:
+                stmts.append(f"COMMENT ON {word} {signature} IS {literal(f['comment'])}")
+            stmts += _grants(self.conn, "pg_proc", key, f"{word} {signature}", f["acl"])
+            self.add("function", key, stmts, f"DROP {word} {signature}")
+
+    # -- tables ----------------------------------------------------------------------------
+    def _tables(self) -> None:
+        for key, t in self.new("tables").items():
+            if key == self.version_key:
+                continue
+            name = self.qn(key)
+            table_name = self.names[key][1]
+            lines: list[str] = []
+            after: list[str] = []
+            not_null_names = {
+                c["definition"][len("NOT NULL "):]: cname
+                for cname, c in t["constraints"].items() if c["type"] == "not null"
+            }
+            for col in t["columns"]:
+                lines.append(self._column(key, table_name, col, not_null_names, after))
+            for cname, con in t["constraints"].items():
+                clause = f"CONSTRAINT {self.q.ident(cname)} {con['definition']}"
+                if con["type"] == "not null":
+                    continue
+                if con["type"] in ("foreign key",) or not con["validated"]:
+                    node = self.add("constraint", f"{key}.{cname}",
+                                    [f"ALTER TABLE {name} ADD {clause}"],
+                                    f"ALTER TABLE {name} DROP CONSTRAINT {self.q.ident(cname)}")
+                    if con["comment"] is not None:
+                        node.create.append(f"COMMENT ON CONSTRAINT {self.q.ident(cname)} ON "
+                                           f"{name} IS {literal(con['comment'])}")
+                    node.deps.add(("table", key))
+                    continue
+                lines.append(clause)
+                if con["comment"] is not None:
+                    after.append(f"COMMENT ON CONSTRAINT {self.q.ident(cname)} ON {name} IS "
+                                 f"{literal(con['comment'])}")
+            head = f"CREATE {'UNLOGGED ' if t['unlogged'] else ''}TABLE {name} ("
+            body = ",\n".join(f"    {line}" for line in lines)
+            stmt = f"{head}\n{body}\n)" if lines else f"{head})"
+            if t["options"]:
+                stmt += f" WITH ({', '.join(t['options'])})"
+            stmts = [stmt]
+            if t["comment"] is not None:
+                stmts.append(f"COMMENT ON TABLE {name} IS {literal(t['comment'])}")
+            for col in t["columns"]:
+                if col["comment"] is not None:
+                    stmts.append(f"COMMENT ON COLUMN {name}.{self.q.ident(col['name'])} IS "
+                                 f"{literal(col['comment'])}")
+            stmts += after
+            if t["row_security"]:
+                stmts.append(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY")
+            if t["force_row_security"]:
+                stmts.append(f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY")
+            if t["replica_identity"] in ("f", "n"):
+                word = "FULL" if t["replica_identity"] == "f" else "NOTHING"
+                stmts.append(f"ALTER TABLE {name} REPLICA IDENTITY {word}")
+            for s_key, s in self.snap["sequences"].items():
+                if s["owned_by"] and not s["identity"] and _owner_table(s["owned_by"]) == key:
+                    column = self.q.ident(s["owned_by"].rsplit(".", 1)[1].strip('"'))
+                    stmts.append(f"ALTER SEQUENCE {self.qn(s_key)} OWNED BY {name}.{column}")
+            stmts += _grants(self.conn, "pg_class", key, f"TABLE {name}", t["acl"])
+            stmts += _column_grants(self.conn, key, name, self.q)
+            self.add("table", key, stmts, f"DROP TABLE {name}")
+            self._indexes(key, name, t["indexes"], "index")
+            self._triggers(key, name, t["triggers"])
+            self._policies(key, name, t["policies"])
+            self._seed(key, t)
+
+    def _column(self, key: str, table: str, col: dict[str, Any], not_null: dict[str, str],
+                after: list[str]) -> str:
+        q = self.q
+        parts = [q.ident(col["name"]), col["type"]]
+        if col["collation"]:
+            parts.append(f"COLLATE {col['collation']}")
+        if col["generated"] is not None:
+            parts.append(f"GENERATED ALWAYS AS ({col['generated']}) "
+                         f"{(col['generated_kind'] or 'stored').upper()}")
+        if col["identity"]:
+            parts.append(f"GENERATED {col['identity'].upper()} AS IDENTITY"
+                         + self._identity_options(key, table, col))
+        if col["default"] is not None:
+            parts.append(f"DEFAULT {col['default']}")
+        if col["not_null"]:
+            cname = not_null.get(q.ident(col["name"])) or not_null.get(col["name"])
+            if cname and cname != f"{table}_{col['name']}_not_null":
+                parts.append(f"CONSTRAINT {q.ident(cname)} NOT NULL")
+            else:
+                parts.append("NOT NULL")
+        target = f"ALTER TABLE {self.qn(key)} ALTER COLUMN {q.ident(col['name'])}"
+        if col["storage"]:
+            storage = {"p": "PLAIN", "e": "EXTERNAL", "m": "MAIN", "x": "EXTENDED"}
+            after.append(f"{target} SET STORAGE {storage[col['storage']]}")
+        if col["statistics"] is not None:
+            after.append(f"{target} SET STATISTICS {col['statistics']}")
+        if col["compression"]:
+            method = {"p": "pglz", "l": "lz4"}.get(col["compression"], col["compression"])
+            after.append(f"{target} SET COMPRESSION {method}")
+        return " ".join(parts)
+
+    def _identity_options(self, key: str, table: str, col: dict[str, Any]) -> str:
+        owner = f"{key}.{col['name']}"
+        found = [(k, s) for k, s in self.snap["sequences"].items()
+                 if s["identity"] and _plain(s["owned_by"]) == owner]
+        if not found:
+            return ""
+        seq_key, s = found[0]
+        bits, opts = _INT_BOUNDS.get(s["type"], (None, None)), []
+        if seq_key != f"{self.names[key][0]}.{table}_{col['name']}_seq":
+            opts.append(f"SEQUENCE NAME {self.qn(seq_key)}")
+        low, high = bits
+        ascending = s["increment"] > 0
+        default_min = 1 if ascending else low
+        default_max = high if ascending else -1
+        if s["increment"] != 1:
+            opts.append(f"INCREMENT BY {s['increment']}")
+        if s["min"] != default_min:
+            opts.append(f"MINVALUE {s['min']}")
+        if s["max"] != default_max:
+            opts.append(f"MAXVALUE {s['max']}")
+        if s["start"] != (s["min"] if ascending else s["max"]):
+            opts.append(f"START WITH {s['start']}")
+        if s["cache"] != 1:
+            opts.append(f"CACHE {s['cache']}")
+        if s["cycle"]:
+            opts.append("CYCLE")
+        return f" ({' '.join(opts)})" if opts else ""
+
+    def _indexes(self, key: str, name: str, indexes: dict[str, Any], kind: str) -> None:
+        for iname, ix in indexes.items():
+            if ix["constraint"]:
+                extra = []
+            else:
+                extra = [ix["definition"]]
+            if ix["clustered"]:
+                extra.append(f"ALTER TABLE {name} CLUSTER ON {self.q.ident(iname)}")
+            if ix["replica_identity"]:
+                extra.append(f"ALTER TABLE {name} REPLICA IDENTITY USING INDEX "
+                             f"{self.q.ident(iname)}")
+            if ix["comment"] is not None:
+                schema = self.names[key][0]
+                extra.append(f"COMMENT ON INDEX {self.q.qual(schema, iname)} IS "
+                             f"{literal(ix['comment'])}")
+            if not extra:
+                continue
+            node = self.add("index", f"{key}.{iname}", extra)
+            node.deps.add((kind, key))
+            if ix["constraint"]:
+                node.deps.add(("constraint", key, iname))
+
+    def _triggers(self, key: str, name: str, triggers: dict[str, Any]) -> None:
+        for tname, tg in triggers.items():
+            stmts = [tg["definition"]]
+            state = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}
+            if tg["enabled"] in state:
+                stmts.append(f"ALTER TABLE {name} {state[tg['enabled']]} TRIGGER "
+                             f"{self.q.ident(tname)}")
+            if tg["comment"] is not None:
+                stmts.append(f"COMMENT ON TRIGGER {self.q.ident(tname)} ON {name} IS "
+                             f"{literal(tg['comment'])}")
+            self.add("trigger", f"{key}.{tname}", stmts)
+
+    def _policies(self, key: str, name: str, policies: dict[str, Any]) -> None:
+        commands = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
+        for pname, p in policies.items():
+            stmt = (f"CREATE POLICY {self.q.ident(pname)} ON {name} AS "
+                    f"{'PERMISSIVE' if p['permissive'] else 'RESTRICTIVE'} "
+                    f"FOR {commands[p['command']]} TO {', '.join(p['roles'])}")
+            if p["using"] is not None:
+                stmt += f" USING ({p['using']})"
+            if p["with_check"] is not None:
+                stmt += f" WITH CHECK ({p['with_check']})"
+            stmts = [stmt]
+            if p["comment"] is not None:
+                stmts.append(f"COMMENT ON POLICY {self.q.ident(pname)} ON {name} IS "
+                             f"{literal(p['comment'])}")
+            node = self.add("policy", f"{key}.{pname}", stmts)
+            node.deps.add(("table", key))
+
+    def _seed(self, key: str, table: dict[str, Any]) -> None:
+        seed = read_rows(self.conn, self.names[key], table, self.q)
+        if seed is not None:
+            self.add("rows", key, []).seed = seed
+
+    # -- views -----------------------------------------------------------------------------
+    def _views(self) -> None:
+        for section, kind in (("views", "view"), ("materialized_views", "matview")):
+            for key, v in self.new(section).items():
+                name = self.qn(key)
+                word = "VIEW" if kind == "view" else "MATERIALIZED VIEW"
+                options = f" WITH ({', '.join(v['options'])})" if v["options"] else ""
+                body = v["definition"].rstrip().rstrip(";")
+                stmt = f"CREATE {word} {name}{options} AS\n{body}"
+                if kind == "matview":
+                    stmt += "\nWITH DATA" if v["populated"] else "\nWITH NO DATA"
+                stmts = [stmt]
+                for col in v["columns"]:
+                    if col["default"] is not None:
+                        stmts.append(f"ALTER VIEW {name} ALTER COLUMN {self.q.ident(col['name'])}"
+                                     f" SET DEFAULT {col['default']}")
+                if v["comment"] is not None:
+                    stmts.append(f"COMMENT ON {word} {name} IS {literal(v['comment'])}")
+                for col in v["columns"]:
+                    if col["comment"] is not None:
+                        stmts.append(f"COMMENT ON COLUMN {name}.{self.q.ident(col['name'])} IS "
+                                     f"{literal(col['comment'])}")
+                stmts += _grants(self.conn, "pg_class", key, f"TABLE {name}", v["acl"])
+                self.add(kind, key, stmts, f"DROP {word} {name}")
+                if kind == "matview":
+                    self._indexes(key, name, v["indexes"], "matview")
+                self._triggers(key, name, v["triggers"])
+
+
+_COUNTED = {
+    "schema": "schemas", "extension": "extensions", "sequence": "sequences", "table": "tables",
+    "view": "views", "matview": "materialized views", "policy": "policies",
+    "setval": "sequence positions",
+}
+
+
+def _comments(obj: dict[str, Any]) -> int:
+    """Comments on a table or view, its columns, constraints, indexes and triggers."""
+    found = int(obj.get("comment") is not None)
+    found += sum(1 for c in obj.get("columns", []) if c.get("comment") is not None)
+    for part in ("constraints", "indexes", "triggers", "policies"):
+        found += sum(1 for c in obj.get(part, {}).values() if c.get("comment") is not None)
+    return found
+
+
+_INT_BOUNDS = {
+    "smallint": (-32768, 32767),
+    "integer": (-2147483648, 2147483647),
+    "bigint": (-9223372036854775808, 9223372036854775807),
+}
+
+
+def _plain(qualified: str | None) -> str:
+    """``"My Schema".t.c`` → ``My Schema.t.c`` (keys are unquoted)."""
+    if not qualified:
+        return ""
+    parts = re.findall(r'"((?:[^"]|"")*)"|([^.]+)', qualified)
+    return ".".join(a.replace('""', '"') if a else b for a, b in parts)
+
+
+def _owner_table(owned_by: str) -> str:
+    return _plain(owned_by).rsplit(".", 1)[0]
+
+
+# -- privileges -------------------------------------------------------------------------------
+
+_ACL_KIND = {"pg_class": "r", "pg_proc": "f", "pg_type": "T", "pg_namespace": "n"}
+
+
+def _grants(conn: psycopg2.extensions.connection, catalog_name: str, key: str, target: str,
+            acl: list[str] | None) -> list[str]:
+    """GRANT/REVOKE statements that turn the default privileges into ``acl``."""
+    if acl is None:
+        return []
+    owner_col = {"pg_class": "relowner", "pg_proc": "proowner", "pg_type": "typowner",
+                 "pg_namespace": "nspowner"}[catalog_name]
+    kind = _ACL_KIND[catalog_name]
+    if catalog_name == "pg_class":
+        row = _rows(conn, "SELECT relkind FROM pg_class WHERE oid = %s::regclass",
+                    (_regname(key),))
+        kind = "s" if row and row[0][0] == "S" else "r"
+    rows = _rows(conn, f"""
+        WITH a AS (SELECT (aclexplode(%s::aclitem[])).*),
+             o AS (SELECT {owner_col} AS owner FROM {catalog_name} WHERE oid = %s),
+             d AS (SELECT (aclexplode(acldefault(%s, (SELECT owner FROM o)))).*)
+        SELECT 'GRANT', privilege_type, grantee, is_grantable FROM a
+         WHERE (privilege_type, grantee, is_grantable) NOT IN
+               (SELECT privilege_type, grantee, is_grantable FROM d)
+        UNION ALL
+        SELECT 'REVOKE', privilege_type, grantee, is_grantable FROM d
+         WHERE (privilege_type, grantee, is_grantable) NOT IN
+               (SELECT privilege_type, grantee, is_grantable FROM a)
+        ORDER BY 1 DESC, 3, 2""", ("{" + ",".join(acl) + "}", _oid(conn, catalog_name, key),
+                                   kind))
+    stmts = []
+    for verb, privilege, grantee, grantable in rows:
+        who = "PUBLIC" if grantee == 0 else _role(conn, grantee)
+        if verb == "GRANT":
+            stmts.append(f"GRANT {privilege} ON {target} TO {who}"
+                         + (" WITH GRANT OPTION" if grantable else ""))
+        else:
+            stmts.append(f"REVOKE {privilege} ON {target} FROM {who}")
+    return stmts
+
+
+def _column_grants(conn: psycopg2.extensions.connection, key: str, name: str,
+                   q: Quoter) -> list[str]:
+    rows = _rows(conn, """
+        SELECT a.attname, x.privilege_type, x.grantee, x.is_grantable
+        FROM pg_attribute a, aclexplode(a.attacl) x
+        WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum, 2, 3""", (_regname(key),))
+    return [
+        f"GRANT {priv} ({q.ident(col)}) ON TABLE {name} TO "
+        f"{'PUBLIC' if grantee == 0 else _role(conn, grantee)}"
+        + (" WITH GRANT OPTION" if grantable else "")
+        for col, priv, grantee, grantable in rows
+    ]
+
+
+def _regname(key: str) -> str:
+    schema, _, name = key.partition(".")
+    return '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
+
+
+def _oid(conn: psycopg2.extensions.connection, catalog_name: str, key: str) -> int:
+    if catalog_name == "pg_class":
+        return int(_rows(conn, "SELECT %s::regclass::oid", (_regname(key),))[0][0])
+    if catalog_name == "pg_type":
+        return int(_rows(conn, "SELECT %s::regtype::oid", (_regname(key),))[0][0])
+    if catalog_name == "pg_namespace":
+        return int(_rows(conn, "SELECT oid FROM pg_namespace WHERE nspname = %s", (key,))[0][0])
+    return int(_rows(conn, """
+        SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid)
+              || ')' = %s""", (key,))[0][0])
+
+
+def _role(conn: psycopg2.extensions.connection, oid: int) -> str:
+    return str(_rows(conn, "SELECT quote_ident(rolname) FROM pg_roles WHERE oid = %s",
+                     (oid,))[0][0])
+
+
+# -- seed rows --------------------------------------------------------------------------------
+
+_INT_TYPES = {"smallint", "integer", "bigint"}
+_TEXT_TYPES = ("text", "character varying", "character", "name", "citext")
+
+
+def _value_kind(type_name: str, type_kind: str, elem_kind: str | None) -> str:
+    """How a column's values are written in the revision (see ``render``)."""
+    base = re.sub(r"\(.*\)", "", type_name)
+    if type_name == "boolean":
+        return "bool"
+    if type_name in _INT_TYPES:
+        return "int"
+    if base == "numeric":
+        return "numeric"
+    if type_name in ("double precision", "real"):
+        return "float"
+    if type_name == "jsonb":
+        return "jsonb"
+    if base.startswith(_TEXT_TYPES) and not base.endswith("[]") or type_kind == "e":
+        return "text"
+    if base.endswith("[]") and elem_kind in ("int", "text"):
+        return f"{elem_kind} array"
+    return "raw"
+
+
+def read_rows(conn: psycopg2.extensions.connection, names: tuple[str, str],
+              table: dict[str, Any], q: Quoter) -> SeedRows | None:
+    """The rows of one table as Python values that round-trip exactly (None: empty table).
+
+    Values are read in PostgreSQL's text form (session settings fixed in ``_SESSION``) and
+    turned into Python only where that is lossless; the rest stays text, which the server
+    reads back into the same value.
+    """
+    schema, name = names
+    regname = _regname(f"{schema}.{name}")
+    ident = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(ident))
+        if cur.fetchone()[0] == 0:
+            return None
+        cur.execute("""
+            SELECT a.attname, t.typtype, et.typtype, format_type(t.typelem, NULL)
+            FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+            LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typlen = -1
+            WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+              AND a.attgenerated = ''
+            ORDER BY a.attnum""", (regname,))
+        meta = {row[0]: row[1:] for row in cur.fetchall()}
+        cur.execute("""
+            SELECT a.attname FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+            WHERE i.indrelid = %s::regclass AND i.indisprimary
+            ORDER BY array_position(i.indkey::int2[], a.attnum)""", (regname,))
+        pkey = [row[0] for row in cur.fetchall()]
+    columns: list[SeedColumn] = []
+    for col in table["columns"]:
+        if col["name"] not in meta:
+            continue  # generated columns compute themselves
+        typtype, elem_typtype, elem_type = meta[col["name"]]
+        elem_kind = None
+        if elem_typtype and elem_typtype != "e":
+            elem_kind = "int" if elem_type in _INT_TYPES else (
+                "text" if elem_type in ("text", "character varying") else None)
+        columns.append(SeedColumn(
+            name=col["name"], qname=q.ident(col["name"]), type=col["type"],
+            kind=_value_kind(col["type"], typtype, elem_kind),
+            identity_always=col["identity"] == "always",
+        ))
+    select = sql.SQL(", ").join(
+        sql.SQL("src.{}::text").format(sql.Identifier(c.name)) for c in columns)
+    # A stable order: by primary key when there is one, else by every column's text.
+    if pkey:
+        order = sql.SQL(", ").join(sql.SQL("src.{}").format(sql.Identifier(c)) for c in pkey)
+    else:
+        order = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(columns)))
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT {} FROM {} AS src ORDER BY {}").format(select, ident, order))
+        texts = cur.fetchall()
+    rows = [[_value(c.kind, v) for c, v in zip(columns, row)] for row in texts]
+    for i, col in enumerate(columns):
+        if col.kind == "jsonb":
+            if all(_json_exact(r[i]) for r in rows if r[i] is not None):
+                for r in rows:
+                    if r[i] is not None:
+                        r[i] = json.loads(r[i])
+                        r[i] = JSON_NULL if r[i] is None else r[i]
+            else:
+                col.kind = "raw"  # a number would not survive Python floats: keep the text
+        elif col.kind.endswith("array") and any(isinstance(r[i], str) for r in rows):
+            col.kind = "raw"  # one value needs PostgreSQL's own spelling: all of them do
+            for r, text in zip(rows, texts):
+                r[i] = text[i]
+    return SeedRows(table=q.qual(schema, name), schema=schema, name=name,
+                    columns=columns, rows=rows)
+
+
+def _value(kind: str, text: str | None) -> Any:
+    if text is None:
+        return None
+    if kind == "bool":
+        return text == "true"
+    if kind == "int":
+        return int(text)
+    if kind == "numeric":
+        return Decimal(text) if text not in ("NaN", "Infinity", "-Infinity") else text
+    if kind == "float":
+        value = float(text)
+        return value if value == value and abs(value) != float("inf") else text
+    if kind.endswith("array"):
+        return _array(text, kind)
+    return text
+
+
+def _json_exact(text: str) -> bool:
+    """Whether the JSON survives a trip through Python: every float prints back the same."""
+    ok = True
+
+    def check(token: str) -> float:
+        nonlocal ok
+        value = float(token)
+        if repr(value) != token:
+            ok = False
+        return value
+
+    json.loads(text, parse_float=check)
+    return ok
+
+
+def _array(text: str, kind: str) -> Any:
+    """A one-dimensional int/text array as a Python list; anything harder stays as text."""
+    if not (text.startswith("{") and text.endswith("}")) or "{" in text[1:-1]:
+        return text
+    inner = text[1:-1]
+    if inner == "":
+        return []
+    if kind == "int array":
+        items = inner.split(",")
+        return [None if i == "NULL" else int(i) for i in items]
+    if '"' in inner or "\\" in inner:
+        return text  # quoted elements: keep PostgreSQL's own spelling
+    return [None if i == "NULL" else i for i in inner.split(",")]
+
+
+# -- ordering ---------------------------------------------------------------------------------
+
+def _add_edges(nodes: dict[NodeId, Node], graph: _Graph) -> None:
+    """Dependencies from pg_depend, mapped onto the nodes, plus the data-phase rules."""
+    alias: dict[NodeId, NodeId] = {}
+    for node_id in list(nodes):
+        kind, key = node_id
+        if kind == "constraint":
+            table, cname = key.rsplit(".", 1)
+            alias[("constraint", table, cname)] = node_id
+        elif kind in ("index", "trigger", "policy"):
+            table, sub = key.rsplit(".", 1)
+            alias[(kind, table, sub)] = node_id
+
+    def find(raw: NodeId) -> NodeId | None:
+        if raw in nodes:
+            return raw
+        if raw in alias:
+            return alias[raw]
+        if raw[0] in ("constraint", "index", "trigger", "policy") and len(raw) == 3:
+            # Inline constraint or constraint index: part of its table (or matview).
+            for kind in ("table", "matview"):
+                if (kind, raw[1]) in nodes:
+                    return (kind, raw[1])
+        if raw[0] == "rowtype":
+            for kind in ("table", "view", "matview", "type"):
+                if (kind, raw[1]) in nodes:
+                    return (kind, raw[1])
+        return None
+
+    for a_raw, b_raw in graph.edges():
+        a, b = find(a_raw), find(b_raw)
+        if a is not None and b is not None and a != b:
+            nodes[a].deps.add(b)
+    rows = [n.id for n in nodes.values() if n.kind == "rows"]
+    for node in nodes.values():
+        if node.kind == "rows":
+            node.deps.add(("table", node.key))
+        if node.kind in ("constraint", "trigger", "matview", "setval"):
+            # Foreign keys and triggers must not see the seed inserts; materialized views
+            # are filled from the seeded tables.
+            node.deps.update(rows)
+        if node.kind in ("trigger", "index"):
+            table = node.key.rsplit(".", 1)[0]
+            for kind in ("table", "view", "matview"):
+                if (kind, table) in nodes:
+                    node.deps.add((kind, table))
+    for node in nodes.values():
+        node.deps = {d for d in node.deps if d in nodes and d != node.id}
+
+
+def _priority(node: Node) -> tuple:
+    if node.kind in ("index", "policy"):
+        table = node.key.rsplit(".", 1)[0]
+        return (_RANK[node.kind], table, 1, node.key)
+    return (_RANK[node.kind], node.key, 0, "")
+
+
+def _order(nodes: dict[NodeId, Node]) -> list[Node]:
+    """Dependencies first; among the ready ones, the reading order of ``_RANK``."""
+    waiting = {nid: set(n.deps) for nid, n in nodes.items()}
+    dependents: dict[NodeId, list[NodeId]] = {nid: [] for nid in nodes}
+    for nid, deps in waiting.items():
+        for dep in deps:
+            dependents[dep].append(nid)
+    ready = [(_priority(nodes[nid]), nid) for nid, deps in waiting.items() if not deps]
+    heapq.heapify(ready)
+    ordered: list[Node] = []
+    while ready:
+        _, nid = heapq.heappop(ready)
+        ordered.append(nodes[nid])
+        for other in dependents[nid]:
+            waiting[other].discard(nid)
+            if not waiting[other]:
+                heapq.heappush(ready, (_priority(nodes[other]), other))
+    if len(ordered) != len(nodes):
+        stuck = sorted(f"{k} {n}" for (k, n), deps in waiting.items() if deps)
+        raise CannotSquash("objects depend on each other in a cycle dbkit cannot order: "
+                           + ", ".join(stuck[:8]))
+    return ordered

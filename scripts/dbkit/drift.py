@@ -1,0 +1,105 @@
+"""Differences between a database and the app: one record per difference, text and JSON forms.
+
+Each difference says what the database has and what the app expects, so the same record reads
+well as a line for people (``column genes.symbol: database has VARCHAR(50), app expects
+VARCHAR(100)``) and as data for CI.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+# The order kinds are reported in: the revision first (it explains much of the rest), then
+# the model objects from the outside in, then what the app declares outside its models.
+KINDS = (
+    "revision", "schema", "type", "table", "column", "index", "unique constraint", "foreign key",
+    "view", "materialized view", "function", "trigger",
+)
+_PLURALS = {"index": "indexes", "materialized view": "materialized views", "revision": "revision"}
+
+MISSING, EXTRA, CHANGED = "missing", "extra", "changed"
+_LONG = 90  # values longer than this are shown as the stretch where the two sides part
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way the database differs from the app."""
+
+    kind: str  # one of KINDS (or another word for what Alembic reported)
+    object: str  # "genes.symbol", "public.gene_scores", "alembic_version"
+    problem: str  # missing / extra / changed, or for the revision: behind, unknown, ...
+    database: str | None  # what the database has; None: nothing
+    app: str | None  # what the app expects; None: nothing
+
+    def line(self) -> str:
+        """The one line people read."""
+        head = f"{self.kind} {self.object}"
+        if self.problem == MISSING:
+            return f"{head}: database has no such {self.kind}, app expects {self.app or 'it'}"
+        if self.problem == EXTRA:
+            has = _cut(_squash(self.database), 0) if self.database else "it"
+            return f"{head}: database has {has}, app declares no such {self.kind}"
+        db, app = _excerpts(self.database or "nothing", self.app or "nothing")
+        return f"{head}: database has {db}, app expects {app}"
+
+    def as_json(self) -> dict[str, str | None]:
+        return asdict(self)
+
+
+def plural(kind: str, n: int = 2) -> str:
+    if n == 1:
+        return kind
+    return _PLURALS.get(kind, kind + "s")
+
+
+def kind_order(kind: str) -> tuple[int, str]:
+    return (KINDS.index(kind) if kind in KINDS else len(KINDS), kind)
+
+
+def group(differences: list[Difference]) -> list[tuple[str, list[Difference]]]:
+    """Differences grouped by kind, kinds in report order, objects sorted within a kind."""
+    kinds = sorted({d.kind for d in differences}, key=kind_order)
+    return [
+        (kind, sorted((d for d in differences if d.kind == kind), key=lambda d: d.object))
+        for kind in kinds
+    ]
+
+
+def counts(differences: list[Difference]) -> dict[str, object]:
+    by_kind = Counter(d.kind for d in differences)
+    by_problem = Counter(d.problem for d in differences)
+    return {
+        "total": len(differences),
+        "by_kind": {k: by_kind[k] for k in sorted(by_kind, key=kind_order)},
+        "by_problem": dict(sorted(by_problem.items())),
+    }
+
+
+def summary(differences: list[Difference]) -> str:
+    """``3 differences (1 column, 2 views)``."""
+    n = len(differences)
+    parts = [f"{c} {plural(k, c)}" for k, c in counts(differences)["by_kind"].items()]  # type: ignore[union-attr]
+    return f"{n} {'difference' if n == 1 else 'differences'} ({', '.join(parts)})"
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _excerpts(a: str, b: str) -> tuple[str, str]:
+    """Short values as they are; long ones (view bodies) cut to where the two sides part."""
+    a, b = _squash(a), _squash(b)
+    if len(a) <= _LONG and len(b) <= _LONG:
+        return a, b
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    # Start a little before the first difference, at a word boundary.
+    start = max(0, a.rfind(" ", 0, max(0, start - 20)) + 1)
+    return _cut(a, start), _cut(b, start)
+
+
+def _cut(text: str, start: int) -> str:
+    piece = text[start:start + _LONG]
+    return f"{'…' if start else ''}{piece}{'…' if start + _LONG < len(text) else ''}"

@@ -1,0 +1,253 @@
+"""Restoring migrations, or the database and its migrations, without ever making things worse.
+
+The database restore changes nothing until the very end: the backup is checked, loaded into
+a scratch database and compared with its manifest, the current database is backed up, and
+only then do two names swap in one transaction. Killed at any moment before that swap, the
+current database is exactly as it was; after it, the restored one is in place and the old
+one is kept under ``<db>_before_restore_<timestamp>``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import re
+import shutil
+import stat
+import sys
+import time
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+from dbkit import scratch
+from dbkit.backup import migration_files, read_project, take_full_backup, take_migrations_backup
+from dbkit.chain import AlembicProject
+from dbkit.console import Console
+from dbkit.errors import DbkitError
+from dbkit.manifest import MIGRATIONS, Backup, choose_backup, require_intact
+from dbkit.safety import confirm as ask
+from dbkit.safety import guard_destructive, project_lock
+from dbkit.server import Server, get_server
+from dbkit.settings import Settings
+from dbkit.verify import require_loadable, trial_restore
+
+# Test hook, and the one environment read outside settings.py: with DBKIT_TEST_PAUSE_AT=<step>
+# a restore prints "dbkit: paused at <step>" on stderr and waits there, so the kill -9 tests
+# can stop it at exact points. Unset (always, for users) it does nothing.
+PAUSE_ENV = "DBKIT_TEST_PAUSE_AT"
+STEPS = ("locked", "swept", "checked", "scratch-created", "scratch-loaded",
+         "safety-backup-done", "migrations-staged", "swapped", "migrations-restored")
+_STAGED_RE = re.compile(r"^\.(.+)\.dbkit-(new|old)-(\d+)$")
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def checkpoint(step: str) -> None:
+    if os.environ.get(PAUSE_ENV) == step:
+        sys.stderr.write(f"dbkit: paused at {step}\n")
+        sys.stderr.flush()
+        while True:
+            time.sleep(3600)
+
+
+# -- the versions directory ----------------------------------------------------------------
+def backup_migrations(backup: Backup) -> dict[str, str]:
+    prefix = MIGRATIONS + "/"
+    return {rel[len(prefix):]: f["sha256"] for rel, f in backup.manifest["files"].items()
+            if rel.startswith(prefix)}
+
+
+def stage_migrations(backup: Backup, versions_dir: Path) -> Path:
+    """The backup's migrations in a new folder beside the versions dir, ready to swap in."""
+    staged = versions_dir.with_name(f".{versions_dir.name}.dbkit-new-{os.getpid()}")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir()
+    staged.chmod(stat.S_IMODE(versions_dir.stat().st_mode))
+    for rel in backup_migrations(backup):
+        target = staged / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # copyfile, not copy: project files get the user's usual mode, not the backup's 0600.
+        shutil.copyfile(backup.path / MIGRATIONS / rel, target)
+    return staged
+
+
+def swap_in(staged: Path, versions_dir: Path) -> None:
+    """Put ``staged`` in the place of ``versions_dir`` so no one ever sees a half-copied one."""
+    if _exchange(staged, versions_dir):
+        shutil.rmtree(staged)  # now the old contents, already saved in a backup
+        return
+    # No atomic exchange here (not Linux, or the filesystem lacks it): two renames. A crash
+    # between them leaves the old folder beside the place, and sweep_staged puts it back.
+    old = versions_dir.with_name(f".{versions_dir.name}.dbkit-old-{os.getpid()}")
+    os.rename(versions_dir, old)
+    os.rename(staged, versions_dir)
+    shutil.rmtree(old)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """renameat2(RENAME_EXCHANGE): swap two directories in one step; False if unsupported."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def sweep_staged(versions_dir: Path) -> None:
+    """Tidy what a killed migrations swap left beside the versions directory."""
+    for path in sorted(versions_dir.parent.glob(f".{versions_dir.name}.dbkit-*")):
+        match = _STAGED_RE.match(path.name)
+        if not match or _alive(int(match.group(3))):
+            continue
+        if match.group(2) == "old" and not versions_dir.exists():
+            os.rename(path, versions_dir)  # killed between the two renames: put it back
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- databases -----------------------------------------------------------------------------
+def previous_name(server: Server, dbname: str) -> str:
+    """``<db>_before_restore_<timestamp>``, within PostgreSQL's 63 bytes, not yet taken."""
+    suffix = f"_before_restore_{time.strftime('%Y%m%d_%H%M%S')}"
+    for number in range(1, 100):
+        tail = suffix if number == 1 else f"{suffix}_{number}"
+        name = dbname.encode()[: 63 - len(tail)].decode(errors="ignore") + tail
+        if not server.database_exists(name):
+            return name
+    raise DbkitError(f"too many databases named {dbname}{suffix}_N; drop some")
+
+
+def rename_database(server: Server, old: str, new: str) -> None:
+    conn = server.connect(server.maintenance_db)
+    try:
+        with conn.cursor() as cur:
+            scratch.terminate_connections(cur, old)
+            cur.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(old), sql.Identifier(new)))
+    except psycopg2.Error as err:
+        raise DbkitError(f"cannot rename {old} to {new}: {str(err).strip()}") from None
+    finally:
+        conn.close()
+
+
+# -- verbs ---------------------------------------------------------------------------------
+def migration_restore(settings: Settings, out: Console, *, backup: str = "") -> None:
+    """Restore the migrations (versions directory) from a backup, saving the current first."""
+    project = AlembicProject(settings, None)
+    chosen = choose_backup(settings.backup_dir, out, backup, kinds=("full", "migrations"),
+                           action="restore the migrations of")
+    with project_lock(settings, "migration-restore"):
+        require_intact(chosen, only=MIGRATIONS)
+        versions_dir = Path(project.backup_info()["versions_dir"])
+        sweep_staged(versions_dir)
+        if migration_files(versions_dir) == backup_migrations(chosen):
+            out.result(f"{versions_dir} already holds the migrations of {chosen.name}; "
+                       "nothing to do")
+            return
+        saved = take_migrations_backup(settings, out, project=project,
+                                       note=f"saved before restoring {chosen.name}")
+        with out.step(f"Restoring {len(backup_migrations(chosen))} files into {versions_dir}"):
+            swap_in(stage_migrations(chosen, versions_dir), versions_dir)
+    out.result(f"Migrations restored from {chosen.name}; the previous ones are in {saved.path}")
+    out.result("The database was not touched: make db-current shows where it stands against "
+               "the restored chain (make db-upgrade or make db-reset to apply it)")
+
+
+def restore_full(settings: Settings, out: Console, *, backup: str = "",
+                 confirm: str | None = None, keep_previous: bool = True) -> None:
+    """Restore the database and migrations from a full backup (asks; CONFIRM=restore)."""
+    server = get_server(settings)
+    dbname = server.dev_db
+    guard_destructive(settings, server, f"restore over {dbname}")
+    chosen = choose_backup(settings.backup_dir, out, backup, kinds=("full",),
+                           action="restore")
+    server.ensure_running(out)
+    project = AlembicProject(settings, server)
+    exists = server.database_exists(dbname)
+    m = chosen.manifest
+    out.say(f"Backup {chosen.name}: {m['database']} taken {m['created_at']}, revision "
+            f"{','.join(m.get('current_revision') or []) or 'unknown'}")
+    if not exists:
+        fate = " (which does not exist yet)"
+    elif keep_previous:
+        fate = "; the current one is backed up first, then kept as <db>_before_restore_<time>"
+    else:
+        fate = "; the current one is backed up first, then dropped (KEEP_PREVIOUS=0)"
+    out.say(f"It replaces {server.describe()}{fate}; and the migrations directory.")
+    ask(out, word="restore", given=confirm, what=f"replace {dbname} with backup {chosen.name}")
+
+    with project_lock(settings, "restore-full"):
+        checkpoint("locked")
+        swept = scratch.sweep_stale(server)
+        if swept:
+            out.say(f"Dropped {len(swept)} scratch databases left by interrupted runs")
+        versions_dir = Path(read_project(project, out)["versions_dir"])
+        sweep_staged(versions_dir)
+        checkpoint("swept")
+        with out.step(f"Checking the checksums of {len(m['files'])} files"):
+            require_intact(chosen)
+        require_loadable(chosen, server)
+        checkpoint("checked")
+        with scratch.scratch_database(server, "restore") as loaded:
+            checkpoint("scratch-created")
+            trial_restore(server, chosen, out, loaded)
+            checkpoint("scratch-loaded")
+            same = migration_files(versions_dir) == backup_migrations(chosen)
+            if exists:
+                safety = take_full_backup(settings, server, out, project=project,
+                                          note=f"safety backup before restoring {chosen.name}")
+                out.result(f"Safety backup of {dbname} (and its migrations): {safety.path}")
+            else:
+                out.say(f"{dbname} does not exist yet, so there is nothing to back up")
+                if not same:
+                    safety = take_migrations_backup(
+                        settings, out, project=project,
+                        note=f"saved before restoring {chosen.name}")
+                    out.result(f"Current migrations saved in {safety.path}")
+            checkpoint("safety-backup-done")
+            staged = None if same else stage_migrations(chosen, versions_dir)
+            checkpoint("migrations-staged")
+            # The one moment that changes the database: both renames or neither.
+            if exists:
+                previous = previous_name(server, dbname)
+                with out.step(f"Swapping the restored database in for {dbname}"):
+                    scratch.swap_databases(server, current=dbname, replacement=loaded,
+                                           keep_as=previous)
+            else:
+                with out.step(f"Creating {dbname} from the restored database"):
+                    rename_database(server, loaded, dbname)
+            checkpoint("swapped")
+        if staged is not None:
+            with out.step(f"Restoring the migrations into {versions_dir}"):
+                swap_in(staged, versions_dir)
+        checkpoint("migrations-restored")
+        dropped = False
+        if exists and not keep_previous:
+            with out.step(f"Dropping the previous database {previous} (KEEP_PREVIOUS=0)"):
+                scratch.drop_database(server, previous)
+            dropped = True
+
+    out.result(f"{dbname} restored from backup {chosen.name} "
+               f"(revision {','.join(m.get('current_revision') or []) or 'unknown'})")
+    out.result("Migrations " + ("were already identical" if same else f"restored into "
+                                                                      f"{versions_dir}"))
+    if exists and not dropped:
+        out.result(f"The previous database is kept as {previous}; when you no longer need it: "
+                   f"make db-psql, then DROP DATABASE \"{previous}\";")

@@ -1,0 +1,206 @@
+"""Checking a backup: checksums, can this server load it, and a test restore compared with
+the manifest. Restore runs the same checks before it changes anything."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dbkit import catalog, scratch, tools
+from dbkit.console import Console
+from dbkit.errors import BackupCorrupt, Refused, ToolError
+from dbkit.manifest import (
+    DUMP_CUSTOM,
+    Backup,
+    check_files,
+    choose_backup,
+    write_manifest,
+)
+from dbkit.server import Server, get_server
+from dbkit.settings import Settings
+
+# Settings a plain dump may SET that older servers reject, and the version that knows them.
+_NEW_SETTINGS = {"transaction_timeout": 17}
+
+
+def _major(version: str | None) -> int | None:
+    match = re.match(r"(\d+)", version or "")
+    return int(match.group(1)) if match else None
+
+
+def loadable_problem(
+    backup: Backup, *, server_major: int, reader_major: int
+) -> str | None:
+    """Why this server (and its pg_restore or psql, ``reader_major``) cannot load the dump."""
+    dump = backup.dump
+    assert dump is not None
+    made_by = _major(backup.manifest.get("pg_dump_version"))
+    source = _major(backup.manifest.get("server_version"))
+    if dump.name != DUMP_CUSTOM:
+        with dump.open("rb") as fh:
+            head = fh.read(256 * 1024).decode(errors="replace")
+        for setting, since in _NEW_SETTINGS.items():
+            if server_major < since and re.search(rf"^SET {setting}\b", head, re.MULTILINE):
+                return (f"the plain dump of {backup.name} (pg_dump {made_by}) sets {setting}, "
+                        f"which PostgreSQL {server_major} does not know (it came in {since})")
+    if source is not None and source > server_major:
+        return (f"backup {backup.name} is of a PostgreSQL {source} database and this server is "
+                f"{server_major}; PostgreSQL cannot load a dump into an older major version")
+    tool = "pg_restore" if dump.name == DUMP_CUSTOM else "psql"
+    if made_by is not None and made_by > reader_major:
+        return (f"backup {backup.name} was written by pg_dump {made_by}; the {tool} that "
+                f"would load it here is {reader_major}, too old to read it")
+    return None
+
+
+def require_loadable(backup: Backup, server: Server) -> None:
+    dump = backup.dump
+    assert dump is not None
+    reader = server.tool_version("pg_restore" if dump.name == DUMP_CUSTOM else "psql")
+    problem = loadable_problem(backup, server_major=server.major, reader_major=reader)
+    if problem:
+        raise Refused(f"{problem}; nothing was changed")
+
+
+def list_archive(server: Server, backup: Backup) -> int:
+    """``pg_restore --list``: the archive's table of contents reads; how many entries."""
+    dump = backup.dump
+    assert dump is not None and dump.name == DUMP_CUSTOM
+    if server.mode == "docker":
+        with dump.open("rb") as fh:
+            proc = tools.run(server.tool("pg_restore", ["--list"]), stdin=fh,
+                             what="pg_restore --list")
+    else:
+        proc = tools.run(server.tool("pg_restore", ["--list", str(dump)]),
+                         what="pg_restore --list")
+    lines = proc.stdout.decode(errors="replace").splitlines()
+    return sum(1 for line in lines if line.strip() and not line.startswith(";"))
+
+
+def restore_jobs() -> int:
+    """pg_restore -j: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def load_dump(server: Server, backup: Backup, dbname: str) -> None:
+    """Load a backup's dump into an (empty) database; the first error stops it."""
+    dump = backup.dump
+    assert dump is not None
+    if dump.name == DUMP_CUSTOM:
+        args = ["--no-password", "--exit-on-error", "-d", dbname]
+        if server.mode == "docker":
+            # The file stays here and is streamed in; a stream allows one job only.
+            with dump.open("rb") as fh:
+                tools.run(server.tool("pg_restore", args, dbname), stdin=fh, what="pg_restore")
+        else:
+            tools.run(server.tool("pg_restore", [*args, "-j", str(restore_jobs()), str(dump)],
+                                  dbname), what="pg_restore")
+    else:
+        load_sql(server, dump, dbname)
+
+
+def load_sql(server: Server, path: Path, dbname: str) -> None:
+    """Run an SQL file (a plain dump) with psql, streamed in; the first error stops it."""
+    args = ["--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname]
+    with path.open("rb") as fh:
+        tools.run(server.tool("psql", args, dbname), stdin=fh, stdout=subprocess.DEVNULL,
+                  what="psql")
+
+
+def compare_with_manifest(server: Server, dbname: str, manifest: dict[str, Any]) -> list[str]:
+    """Where a database differs from the schema fingerprint and row counts of a manifest."""
+    conn = server.connect(dbname)
+    try:
+        counts = catalog.table_row_counts(conn)
+        fingerprint = catalog.fingerprint(conn)
+    finally:
+        conn.close()
+    problems = []
+    if fingerprint != manifest.get("schema_fingerprint"):
+        problems.append("the schema differs from the one recorded in the manifest")
+    expected = manifest.get("row_counts") or {}
+    for table in sorted(set(counts) | set(expected)):
+        if table not in counts:
+            problems.append(f"{table}: missing")
+        elif table not in expected:
+            problems.append(f"{table}: not in the manifest")
+        elif counts[table] != expected[table]:
+            problems.append(f"{table}: {counts[table]} rows, the manifest says {expected[table]}")
+    return problems
+
+
+def trial_restore(server: Server, backup: Backup, out: Console, dbname: str) -> None:
+    """Load into ``dbname`` and compare with the manifest; BackupCorrupt if they differ."""
+    with out.step(f"Restoring {backup.name} into a scratch database"):
+        try:
+            load_dump(server, backup, dbname)
+        except ToolError as err:
+            raise BackupCorrupt(f"backup {backup.name} does not restore: {err.message}; "
+                                "nothing was changed") from None
+    with out.step("Comparing it with the manifest (schema fingerprint, row counts)"):
+        problems = compare_with_manifest(server, dbname, backup.manifest)
+    if problems:
+        raise BackupCorrupt(
+            f"backup {backup.name} restores to something else than it recorded: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            + "; nothing was changed",
+            detail="\n".join(problems),
+        )
+
+
+def verify_backup(server: Server | None, backup: Backup, out: Console) -> list[str]:
+    """Every check a backup can pass; the problems found (none: it is good)."""
+    with out.step(f"Checking the checksums of {len(backup.manifest['files'])} files"):
+        problems = check_files(backup)
+    if problems or backup.kind != "full":
+        return problems
+    assert server is not None
+    require_loadable(backup, server)
+    dump = backup.dump
+    assert dump is not None
+    try:
+        if dump.name == DUMP_CUSTOM:
+            with out.step("Listing the archive (pg_restore --list)"):
+                entries = list_archive(server, backup)
+            out.say(f"  {entries} entries")
+        with scratch.scratch_database(server, "verify") as dbname:
+            trial_restore(server, backup, out, dbname)
+    except ToolError as err:
+        problems.append(err.message)
+    except BackupCorrupt as err:
+        problems.extend(err.detail.splitlines() if err.detail else [err.message])
+    return problems
+
+
+def backup_verify(settings: Settings, out: Console, *, backup: str = "") -> int:
+    """Check a backup: checksums, archive listing, test restore compared with its manifest."""
+    chosen = choose_backup(settings.backup_dir, out, backup, kinds=("full", "migrations"),
+                           action="verify")
+    server = None
+    if chosen.kind == "full":
+        server = get_server(settings)
+        server.ensure_running(out)
+        scratch.sweep_stale(server)
+    problems = verify_backup(server, chosen, out)
+    chosen.manifest["verification"] = {
+        "verified_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "ok": not problems,
+        "detail": "; ".join(problems) if problems else "all checks passed",
+    }
+    write_manifest(chosen.path, chosen.manifest)
+    if problems:
+        raise BackupCorrupt(
+            f"backup {chosen.name} FAILED verification: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+            detail="\n".join(problems),
+        )
+    what = "checksums, archive and test restore" if chosen.kind == "full" else "checksums"
+    out.result(f"Backup {chosen.name} is good ({what} checked); recorded in its manifest")
+    return 0
