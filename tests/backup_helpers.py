@@ -78,14 +78,20 @@ def fill(server: Server, dbname: str, *, genes: int = 300, prefix: str = "G") ->
 
 def change(server: Server, dbname: str) -> None:
     """What happens to a development database after a backup: rows and schema change."""
+    execute(server, dbname,
+            "UPDATE genes SET details = details || '{\"changed\": true}'",
+            "DELETE FROM evidence WHERE id % 3 = 0",
+            "INSERT INTO genes (symbol) VALUES ('AFTER1'), ('AFTER2')",
+            "ALTER TABLE genes ADD COLUMN added_later integer",
+            "DROP VIEW gene_summary")
+
+
+def execute(server: Server, dbname: str, *statements: str) -> None:
     conn = server.connect(dbname)
     try:
         with conn.cursor() as cur:
-            cur.execute("UPDATE genes SET details = details || '{\"changed\": true}'")
-            cur.execute("DELETE FROM evidence WHERE id % 3 = 0")
-            cur.execute("INSERT INTO genes (symbol) VALUES ('AFTER1'), ('AFTER2')")
-            cur.execute("ALTER TABLE genes ADD COLUMN added_later integer")
-            cur.execute("DROP VIEW gene_summary")
+            for statement in statements:
+                cur.execute(statement)
     finally:
         conn.close()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from backup_helpers import (
     TtyInput,
+    execute,
     fill,
     folder_state,
     make_project,
@@ -174,30 +175,17 @@ def test_backup_dir_may_live_outside_the_project(proj: dict[str, str], project_d
 def test_a_failing_backup_leaves_nothing_behind(proj: dict[str, str], project_dir: Path,
                                                 server: EmbeddedServer, fresh_db: str) -> None:
     # pg_dump fails on a table it may not read; the draft folder must go with it.
-    conn = server.connect(fresh_db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("CREATE ROLE dbkit_test_reader_backup LOGIN")
-            cur.execute("CREATE TABLE secret_stuff (x int)")
-            cur.execute("REVOKE ALL ON secret_stuff FROM PUBLIC")
-    finally:
-        conn.close()
+    execute(server, fresh_db, "CREATE ROLE dbkit_test_reader_backup LOGIN",
+            "CREATE TABLE secret_stuff (x int)", "REVOKE ALL ON secret_stuff FROM PUBLIC")
     try:
         env = {**proj, "DB_MODE": "url",
                "DATABASE_URL": f"postgresql://dbkit_test_reader_backup@/{fresh_db}"
                                f"?host={server.socket_dir}"}
         result = run_cli(["backup-full"], env, cwd=project_dir)
     finally:
-        conn = server.connect("postgres")
-        with conn.cursor() as cur:
-            cur.execute("DROP OWNED BY dbkit_test_reader_backup")
-        conn.close()
-        conn = server.connect(fresh_db)
-        with conn.cursor() as cur:
-            cur.execute("DROP TABLE secret_stuff")
-            cur.execute("DROP OWNED BY dbkit_test_reader_backup")
-            cur.execute("DROP ROLE dbkit_test_reader_backup")
-        conn.close()
+        execute(server, "postgres", "DROP OWNED BY dbkit_test_reader_backup")
+        execute(server, fresh_db, "DROP TABLE secret_stuff",
+                "DROP OWNED BY dbkit_test_reader_backup", "DROP ROLE dbkit_test_reader_backup")
     assert result.code != 0
     line = one_line_error(result.err)
     assert "permission denied" in line and "the unfinished backup was removed" in line
@@ -430,9 +418,6 @@ def test_state_helper_sees_row_changes(proj: dict[str, str], server: EmbeddedSer
                                        fresh_db: str, project_dir: Path) -> None:
     """The restore tests rely on ``state``; it must notice a one-character change."""
     before = state(server, fresh_db)
-    conn = server.connect(fresh_db)
-    with conn.cursor() as cur:
-        cur.execute("UPDATE genes SET notes = coalesce(notes, '') || 'x' WHERE id = 5")
-    conn.close()
+    execute(server, fresh_db, "UPDATE genes SET notes = coalesce(notes, '') || 'x' WHERE id = 5")
     assert state(server, fresh_db) != before
     assert folder_state(versions_dir(project_dir))

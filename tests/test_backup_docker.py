@@ -21,7 +21,6 @@ from backup_helpers import (
     PasswordServer,
     change,
     fill,
-    free_port,
     make_project,
     manifest,
     one_line_error,
@@ -133,24 +132,6 @@ def test_docker_mode_says_when_the_container_is_not_running(
     assert result.returncode == 2
     assert f"container {CONTAINER} is exited; run make db-up" in one_line_error(result.stderr)
     assert not Path(env["BACKUP_DIR"]).exists() or not list(Path(env["BACKUP_DIR"]).iterdir())
-
-
-def test_the_stand_in_walks_through_compose_up_and_the_healthcheck(
-    pw_server: PasswordServer, project_dir: Path, pgdata: Path, tmp_path: Path
-) -> None:
-    env = docker_env(pw_server, project_dir, pgdata, "unused", tmp_path,
-                     {"container": CONTAINER, "state": "absent",
-                      "after_up": ["starting", "starting", "healthy"]})
-    env["POSTGRES_PORT"] = str(free_port())  # nothing listens there: the container is absent
-    result = run_dbkit(["up"], env, cwd=project_dir)
-    assert result.returncode == 0, result.stderr
-    assert "PostgreSQL is up" in result.stdout
-    calls = docker_calls(env)
-    assert ["docker", "compose", "-f", env["COMPOSE_FILE"], "up", "-d", "postgres"] in calls
-    assert sum(1 for c in calls if c[1] == "inspect") >= 3
-    down = run_dbkit(["down"], env, cwd=project_dir)
-    assert down.returncode == 0 and json.loads(
-        Path(env["FAKE_DOCKER_STATE"]).read_text())["state"] == "absent"
 
 
 def url_env(pw: PasswordServer, project_dir: Path, pgdata: Path, dbname: str,

@@ -19,6 +19,7 @@ from backup_helpers import (
     TtyInput,
     change,
     databases,
+    execute,
     fill,
     folder_state,
     make_project,
@@ -29,8 +30,8 @@ from backup_helpers import (
     versions_dir,
 )
 
-from conftest import run_cli
-from dbkit import cli, scratch
+from conftest import base_env, copy_backend, run_cli
+from dbkit import catalog, cli, scratch, tools
 from dbkit.manifest import Backup, file_digest, find_backup, read_manifest, write_manifest
 from dbkit.restore import STEPS
 from dbkit.server import EmbeddedServer
@@ -119,6 +120,80 @@ def test_round_trip_brings_back_data_schema_and_migrations(
     assert {f"migrations/{k}": v for k, v in changed_versions.items()} == {
         rel: (safety / rel).read_bytes() for rel in m["files"] if rel.startswith("migrations/")}
     assert not [d for d in databases(server) if d.startswith(("dbkit_restore_", "dbkit_verify_"))]
+
+
+BACKEND_ROWS = """
+INSERT INTO genes (approved_symbol, hgnc_id, aliases, location)
+SELECT 'GENE' || i, 'HGNC:' || i, ARRAY['AL' || i, 'x"y,' || i], '16p13.' || i
+FROM generate_series(1, 200) i;
+INSERT INTO users (email, username, hashed_password, role)
+SELECT 'u' || i || '@example.org', 'user' || i, md5(i::text),
+       (ARRAY['admin', 'curator', 'viewer']::user_role[])[1 + i % 3]
+FROM generate_series(1, 12) i;
+INSERT INTO gene_evidence (gene_id, source_name, source_detail, evidence_data, evidence_date)
+SELECT g.id, 'PanelApp', 'panel ' || g.id,
+       jsonb_build_object('score', g.id % 5, 'panels', jsonb_build_array(1, 2, NULL),
+                          'note', CASE WHEN g.id % 50 = 0 THEN repeat('long note ', 20000) END),
+       date '2024-01-01' + g.id
+FROM genes g;
+INSERT INTO gene_curations (gene_id, evidence_count, source_count, evidence_score,
+                            source_scores)
+SELECT id, 1, 1, id / 10.0, jsonb_build_object('PanelApp', id % 5) FROM genes WHERE id % 3 = 0;
+INSERT INTO app_settings (key, value, description)
+VALUES ('test.large', '{"nested": {"list": [1, "two", null]}}', repeat('large text ', 30000));
+"""
+
+
+def test_round_trip_on_the_sample_backend(
+    project_dir: Path, pgdata: Path, fresh_db: str, server: EmbeddedServer
+) -> None:
+    """The kidney-genetics app: enums, JSONB, arrays, large text, triggers filling the audit
+    schema, a populated materialized view, CHECK constraints PostgreSQL re-deparses."""
+    copy_backend(project_dir / "backend")
+    env = base_env(pgdata, fresh_db, project_dir, BACKEND_DIR=str(project_dir / "backend"))
+    upgrade(env, server, fresh_db)
+    conn = server.connect(fresh_db)
+    with conn.cursor() as cur:
+        cur.execute(BACKEND_ROWS)
+        cur.execute("SELECT quote_ident(schemaname) || '.' || quote_ident(matviewname) "
+                    "FROM pg_matviews")
+        for (matview,) in cur.fetchall():
+            cur.execute(f"REFRESH MATERIALIZED VIEW {matview}")
+    conn.close()
+    original = state(server, fresh_db)
+    assert original["tables"]["audit.change_log"][0] > 0  # the triggers wrote the second schema
+    original_schema = snapshot(server, fresh_db)
+    # What any faithful dump + reload gives, made with the raw tools, not dbkit's code.
+    with scratch.scratch_database(server, "reference") as reference:
+        tools.run(server.tool("pg_dump", ["-Fc", "-f", str(project_dir / "ref.dump")],
+                              fresh_db))
+        tools.run(server.tool("pg_restore", ["-d", reference, str(project_dir / "ref.dump")],
+                              reference))
+        reloaded = state(server, reference)
+    made = backup(env, project_dir)
+
+    execute(server, fresh_db, "UPDATE gene_evidence SET evidence_data = '{}' WHERE id % 2 = 0",
+            "DELETE FROM users WHERE role = 'viewer'",
+            "DROP MATERIALIZED VIEW IF EXISTS gene_score_snapshot CASCADE")
+    assert state(server, fresh_db) != original
+
+    result = run_cli(["restore-full", "--yes", "--backup", made.name], env, cwd=project_dir)
+    assert result.code == 0, result.err
+    restored = state(server, fresh_db)
+    assert restored["tables"] == original["tables"]
+    assert restored == reloaded
+    # PostgreSQL re-deparses `varchar IN (...)` CHECKs on reload; that is the only difference.
+    differences = catalog.diff_snapshots(original_schema, snapshot(server, fresh_db))
+    assert all(line.startswith("constraint ") and ": definition: " in line
+               for line in differences), differences
+
+
+def snapshot(server: EmbeddedServer, dbname: str) -> dict[str, Any]:
+    conn = server.connect(dbname)
+    try:
+        return catalog.snapshot(conn)
+    finally:
+        conn.close()
 
 
 def test_keep_previous_0_drops_the_old_database(
@@ -431,10 +506,7 @@ def test_kill_9_at_any_moment_leaves_the_current_database_intact(
         assert state(server, previous) == current
         assert folder_state(versions) in (current_versions, original_versions)
         drop(server, fresh_db)
-        conn = server.connect("postgres")
-        with conn.cursor() as cur:
-            cur.execute(f'ALTER DATABASE "{previous}" RENAME TO "{fresh_db}"')
-        conn.close()
+        execute(server, "postgres", f'ALTER DATABASE "{previous}" RENAME TO "{fresh_db}"')
         shutil.rmtree(versions)
         versions.mkdir()
         for rel, data in current_versions.items():

@@ -59,13 +59,13 @@ _TMP_RE = re.compile(r"^\.tmp-.*-(\d+)-[0-9a-f]{8}$")
 class Draft:
     """A backup being written: a private temporary folder that becomes the backup on publish."""
 
-    def __init__(self, backup_dir: Path, purpose: str = "backup") -> None:
+    def __init__(self, backup_dir: Path) -> None:
         self.backup_dir = backup_dir
         self.started = datetime.now().astimezone()
         self.clock = time.monotonic()
         self.stamp = self.started.strftime("%Y%m%d_%H%M%S")
         self.path = backup_dir / (
-            f"{TMP_PREFIX}{purpose}-{self.stamp}-{os.getpid()}-{secrets.token_hex(4)}"
+            f"{TMP_PREFIX}backup-{self.stamp}-{os.getpid()}-{secrets.token_hex(4)}"
         )
         self.path.mkdir(mode=0o700)
         self.path.chmod(0o700)
@@ -118,13 +118,13 @@ class Draft:
 
 
 @contextmanager
-def draft(backup_dir: Path, purpose: str = "backup") -> Iterator[Draft]:
+def draft(backup_dir: Path) -> Iterator[Draft]:
     """A Draft that is removed if anything goes wrong; disk errors become one line."""
     try:
         if not backup_dir.exists():
             backup_dir.mkdir(parents=True, mode=0o700)
         sweep_unfinished(backup_dir)
-        current = Draft(backup_dir, purpose)
+        current = Draft(backup_dir)
     except OSError as err:
         raise ConfigError(f"cannot write to BACKUP_DIR {backup_dir}: {err.strerror}") from None
     try:
@@ -137,8 +137,8 @@ def draft(backup_dir: Path, purpose: str = "backup") -> Iterator[Draft]:
         ) from None
     except DbkitError as err:
         shutil.rmtree(current.path, ignore_errors=True)
-        raise type(err)(f"{err.message}; the unfinished backup was removed",
-                        detail=err.detail) from None
+        err.message += "; the unfinished backup was removed"
+        raise
     except BaseException:
         shutil.rmtree(current.path, ignore_errors=True)
         raise
@@ -149,46 +149,33 @@ def sweep_unfinished(backup_dir: Path) -> list[str]:
     swept = []
     for path in backup_dir.iterdir():
         match = _TMP_RE.match(path.name)
-        if match and path.is_dir() and not _pid_alive(int(match.group(1))):
+        if match and path.is_dir() and not scratch._pid_alive(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
             swept.append(path.name)
     return swept
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # -- what goes into a backup ---------------------------------------------------------------
-def copy_migrations(d: Draft, versions_dir: Path) -> int:
-    """Every file of the versions directory (layout kept, caches skipped) into migrations/."""
+def migration_paths(versions_dir: Path) -> Iterator[tuple[str, Path]]:
+    """``(relative path, path)`` of every file in the versions directory, caches skipped."""
+    for path in sorted(versions_dir.rglob("*")):
+        rel = path.relative_to(versions_dir)
+        if path.is_file() and "__pycache__" not in rel.parts and path.suffix != ".pyc":
+            yield rel.as_posix(), path
+
+
+def copy_migrations(d: Draft, versions_dir: Path) -> None:
+    """The versions directory, layout kept, into the backup's migrations/."""
     if not versions_dir.is_dir():
         raise ConfigError(f"the versions directory {versions_dir} does not exist")
     d.file(f"{MIGRATIONS}/x")  # the folder exists even for an empty chain
-    count = 0
-    for path in sorted(versions_dir.rglob("*")):
-        rel = path.relative_to(versions_dir)
-        if "__pycache__" in rel.parts or path.suffix == ".pyc" or not path.is_file():
-            continue
-        d.write(f"{MIGRATIONS}/{rel.as_posix()}", path.read_bytes())
-        count += 1
-    return count
+    for rel, path in migration_paths(versions_dir):
+        d.write(f"{MIGRATIONS}/{rel}", path.read_bytes())
 
 
 def migration_files(versions_dir: Path) -> dict[str, str]:
     """``{relative path: sha256}`` of what copy_migrations would copy (to compare with one)."""
-    return {
-        path.relative_to(versions_dir).as_posix(): file_digest(path)["sha256"]
-        for path in sorted(versions_dir.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.relative_to(versions_dir).parts
-        and path.suffix != ".pyc"
-    }
+    return {rel: file_digest(path)["sha256"] for rel, path in migration_paths(versions_dir)}
 
 
 def git_commit(folder: Path) -> str | None:
@@ -213,8 +200,8 @@ def read_project(project: AlembicProject, out: Console, dbname: str | None = Non
                  ) -> dict[str, Any]:
     """Versions dir, heads, history, current; a broken chain is recorded, not fatal."""
     info = project.backup_info(dbname)
-    secrets = project.server.secrets if project.server else ()
-    info["errors"] = [tools.mask(e, secrets) for e in info["errors"]]
+    hidden = project.server.secrets if project.server else ()
+    info["errors"] = [tools.mask(e, hidden) for e in info["errors"]]
     for error in info["errors"]:
         out.result(f"warning: {error} (backing up anyway)")
     if info["history"] is None:
@@ -290,12 +277,12 @@ def take_full_backup(
 
 
 def dump_database(server: Server, d: Draft, dbname: str, fmt: str) -> dict[str, Any]:
-    """pg_dump (data + schema) and the manifest's facts, all from one snapshot.
+    """pg_dump (data, and schema only) with the row counts, all from one snapshot.
 
-    Row counts and the fingerprint are read in the snapshot both pg_dump runs import, so they
-    describe exactly what the dump holds even while the application keeps writing. One
-    connection only holds the snapshot: an error while reading cannot pull it from under
-    pg_dump.
+    The counts are read in the snapshot both pg_dump runs import, so they describe exactly
+    what the dump holds even while the application keeps writing; they are read while
+    pg_dump works. One connection only holds the snapshot: an error while reading cannot pull
+    it from under pg_dump.
     """
     version = tools.run(server.tool("pg_dump", ["--version"], dbname), what="pg_dump --version")
     pg_dump_version = version.stdout.decode().strip().split()[-1]

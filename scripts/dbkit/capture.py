@@ -29,17 +29,19 @@ NodeId = tuple[str, ...]
 # follow their table; data comes after the structure, then what must not see the seed
 # inserts (foreign keys, triggers) or needs the rows (materialized views).
 _RANK = {
-    "schema": 0, "extension": 1, "type": 2, "sequence": 3, "function": 4, "table": 5,
-    "index": 5, "policy": 5, "view": 7, "rows": 8, "setval": 9, "constraint": 10,
-    "matview": 11, "trigger": 12,
+    "role": -1, "schema": 0, "extension": 1, "type": 2, "sequence": 3, "function": 4,
+    "table": 5, "index": 5, "policy": 5, "view": 7, "rows": 8, "setval": 9, "constraint": 10,
+    "matview": 11, "matview index": 11, "trigger": 12,
 }
 # Section titles used by the renderer, by node kind.
 SECTIONS = {
-    "schema": "schemas", "extension": "extensions", "type": "types", "sequence": "sequences",
+    "role": "roles (server-wide: made if missing, never dropped)", "schema": "schemas",
+    "extension": "extensions", "type": "types", "sequence": "sequences",
     "function": "functions and procedures", "table": "tables", "index": "tables",
     "policy": "tables", "view": "views", "rows": "seed rows", "setval": "sequence positions",
-    "constraint": "foreign keys and constraints added after the data", "matview":
-    "materialized views", "trigger": "triggers",
+    "constraint": "foreign keys and constraints added after the data",
+    "matview": "materialized views", "matview index": "materialized views",
+    "trigger": "triggers",
 }
 _SESSION = (
     "SET TimeZone = 'UTC'", "SET DateStyle = 'ISO, YMD'", "SET IntervalStyle = 'postgres'",
@@ -119,6 +121,19 @@ class Quoter:
 
     def qual(self, schema: str, name: str) -> str:
         return f"{self.ident(schema)}.{self.ident(name)}"
+
+
+# ``varchar_col IN ('a', 'b')`` is stored as an array of varchar coerced to text[] as a whole;
+# PostgreSQL prints it as ``(ARRAY['a'::character varying, ...])::text[]``, which parses back
+# into per-element casts and prints differently (pg_dump has the same round-trip flaw). Spelling
+# the array's own type out first parses back into the tree that prints the original text.
+_VARCHAR_ARRAY = re.compile(
+    r"\(ARRAY\[((?:'(?:[^']|'')*'::character varying(?:, )?)+)\]\)::text\[\]")
+
+
+def reparsable(expression: str) -> str:
+    """Catalog-printed SQL rewritten where printing and parsing do not round-trip."""
+    return _VARCHAR_ARRAY.sub(r"((ARRAY[\1])::character varying[])::text[]", expression)
 
 
 def literal(value: str) -> str:
@@ -351,6 +366,9 @@ class _Builder:
         return self.q.qual(*self.names[key])
 
     def add(self, kind: str, key: str, create: list[str], drop: str | None = None) -> Node:
+        if kind != "function":  # function bodies are kept verbatim
+            create = [stmt if stmt.startswith("COMMENT ON ") else reparsable(stmt)
+                      for stmt in create]
         node = Node(kind=kind, key=key, create=create, drop=drop)
         self.nodes[node.id] = node
         return node
@@ -368,7 +386,36 @@ class _Builder:
         self._functions()
         self._tables()
         self._views()
+        self._roles()
         return self.nodes
+
+    def _roles(self) -> None:
+        """Roles the grants and policies name. They belong to the server, not the database;
+        a fresh server may not have them, so they are made when missing (NOLOGIN: their
+        attributes and passwords are not the squash's to copy) and never dropped."""
+        acls: list[str] = []
+        policy_roles: set[str] = set()
+        for section in ("schemas", "types", "sequences", "functions", "tables", "views",
+                        "materialized_views"):
+            for info in self.new(section).values():
+                acls += info.get("acl") or []
+                for col in info.get("columns", []):
+                    acls += col.get("acl") or []
+                for policy in info.get("policies", {}).values():
+                    policy_roles.update(policy["roles"])
+        names = dict(_rows(self.conn, """
+            SELECT DISTINCT r.rolname, quote_ident(r.rolname)
+            FROM unnest(%s::aclitem[]) item, aclexplode(ARRAY[item]) x
+            JOIN pg_roles r ON r.oid = x.grantee
+            WHERE r.rolname <> current_user""", (acls,)))
+        names.update(_rows(self.conn, """
+            SELECT rolname, quote_ident(rolname) FROM pg_roles
+            WHERE quote_ident(rolname) = ANY (%s) AND rolname <> current_user""",
+                           (sorted(policy_roles),)))
+        for name, quoted in sorted(names.items()):
+            self.add("role", name, [
+                f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+                f"{literal(name)}) THEN CREATE ROLE {quoted} NOLOGIN; END IF; END $$"])
 
     def counts(self) -> dict[str, int]:
         """How many of each kind of object the revision creates (for the report)."""
@@ -384,7 +431,7 @@ class _Builder:
                 bump("tables with seed rows")
             elif node.kind in _COUNTED:
                 bump(_COUNTED[node.kind])
-        for kind, info in self.new("types").items():
+        for info in self.new("types").values():
             if info["kind"] != "multirange":
                 bump(f"types ({info['kind']})")
         for f in self.new("functions").values():
@@ -411,7 +458,8 @@ class _Builder:
         for name, info in self.new("schemas").items():
             stmts = [f"CREATE SCHEMA {self.q.ident(name)}"]
             if info["comment"] is not None:
-                stmts.append(f"COMMENT ON SCHEMA {self.q.ident(name)} IS {literal(info['comment'])}")
+                stmts.append(f"COMMENT ON SCHEMA {self.q.ident(name)} IS "
+                             f"{literal(info['comment'])}")
             stmts += _grants(self.conn, "pg_namespace", name, f"SCHEMA {self.q.ident(name)}",
                              info["acl"])
             self.add("schema", name, stmts, f"DROP SCHEMA {self.q.ident(name)}")
@@ -671,7 +719,8 @@ class _Builder:
                              f"{literal(ix['comment'])}")
             if not extra:
                 continue
-            node = self.add("index", f"{key}.{iname}", extra)
+            node = self.add("index" if kind == "table" else "matview index", f"{key}.{iname}",
+                            extra)
             node.deps.add((kind, key))
             if ix["constraint"]:
                 node.deps.add(("constraint", key, iname))
@@ -740,9 +789,9 @@ class _Builder:
 
 
 _COUNTED = {
-    "schema": "schemas", "extension": "extensions", "sequence": "sequences", "table": "tables",
-    "view": "views", "matview": "materialized views", "policy": "policies",
-    "setval": "sequence positions",
+    "role": "roles", "schema": "schemas", "extension": "extensions", "sequence": "sequences",
+    "table": "tables", "view": "views", "matview": "materialized views",
+    "policy": "policies", "setval": "sequence positions",
 }
 
 
@@ -932,7 +981,7 @@ def read_rows(conn: psycopg2.extensions.connection, names: tuple[str, str],
     with conn.cursor() as cur:
         cur.execute(sql.SQL("SELECT {} FROM {} AS src ORDER BY {}").format(select, ident, order))
         texts = cur.fetchall()
-    rows = [[_value(c.kind, v) for c, v in zip(columns, row)] for row in texts]
+    rows = [[_value(c.kind, v) for c, v in zip(columns, row, strict=True)] for row in texts]
     for i, col in enumerate(columns):
         if col.kind == "jsonb":
             if all(_json_exact(r[i]) for r in rows if r[i] is not None):
@@ -944,7 +993,7 @@ def read_rows(conn: psycopg2.extensions.connection, names: tuple[str, str],
                 col.kind = "raw"  # a number would not survive Python floats: keep the text
         elif col.kind.endswith("array") and any(isinstance(r[i], str) for r in rows):
             col.kind = "raw"  # one value needs PostgreSQL's own spelling: all of them do
-            for r, text in zip(rows, texts):
+            for r, text in zip(rows, texts, strict=True):
                 r[i] = text[i]
     return SeedRows(table=q.qual(schema, name), schema=schema, name=name,
                     columns=columns, rows=rows)
@@ -1007,9 +1056,9 @@ def _add_edges(nodes: dict[NodeId, Node], graph: _Graph) -> None:
         if kind == "constraint":
             table, cname = key.rsplit(".", 1)
             alias[("constraint", table, cname)] = node_id
-        elif kind in ("index", "trigger", "policy"):
+        elif kind in ("index", "matview index", "trigger", "policy"):
             table, sub = key.rsplit(".", 1)
-            alias[(kind, table, sub)] = node_id
+            alias[(kind.split()[-1], table, sub)] = node_id
 
     def find(raw: NodeId) -> NodeId | None:
         if raw in nodes:
@@ -1039,7 +1088,7 @@ def _add_edges(nodes: dict[NodeId, Node], graph: _Graph) -> None:
             # Foreign keys and triggers must not see the seed inserts; materialized views
             # are filled from the seeded tables.
             node.deps.update(rows)
-        if node.kind in ("trigger", "index"):
+        if node.kind in ("trigger", "index", "matview index"):
             table = node.key.rsplit(".", 1)[0]
             for kind in ("table", "view", "matview"):
                 if (kind, table) in nodes:
@@ -1049,7 +1098,7 @@ def _add_edges(nodes: dict[NodeId, Node], graph: _Graph) -> None:
 
 
 def _priority(node: Node) -> tuple:
-    if node.kind in ("index", "policy"):
+    if node.kind in ("index", "policy", "matview index"):
         table = node.key.rsplit(".", 1)[0]
         return (_RANK[node.kind], table, 1, node.key)
     return (_RANK[node.kind], node.key, 0, "")

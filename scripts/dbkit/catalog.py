@@ -14,10 +14,13 @@ import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg2.extensions
 import psycopg2.sql
+
+if TYPE_CHECKING:
+    from dbkit.server import Server
 
 # Schemas that belong to PostgreSQL itself, never to a project.
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
@@ -49,7 +52,8 @@ def object_counts(conn: psycopg2.extensions.connection) -> dict[str, int]:
         "indexes": f"SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                    f"WHERE c.relkind = 'i' AND {_USER_SCHEMA} AND {rel}",
         "sequences": "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
-                     f"ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND {_USER_SCHEMA} AND {rel}",
+                     f"ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND {_USER_SCHEMA} "
+                     f"AND {rel}",
         "functions": "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                      f"WHERE {_USER_SCHEMA} AND "
                      + _NOT_EXTENSION.format(cls="'pg_proc'", oid="p.oid"),
@@ -114,7 +118,7 @@ def _rows(conn: psycopg2.extensions.connection, query: str) -> list[dict[str, An
     with conn.cursor() as cur:
         cur.execute(query)
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def _qual(schema: str, name: str) -> str:
@@ -164,6 +168,15 @@ def snapshot(conn: psycopg2.extensions.connection) -> Snapshot:
         }
     # A JSON round trip turns tuples into lists: the snapshot compares equal to a stored one.
     return json.loads(canonical_json(snap))
+
+
+def snapshot_of(server: Server, dbname: str) -> Snapshot:
+    """``snapshot`` of one database on a server, on a connection of its own."""
+    conn = server.connect(dbname)
+    try:
+        return snapshot(conn)
+    finally:
+        conn.close()
 
 
 def canonical_json(snap: Snapshot) -> str:

@@ -124,10 +124,9 @@ class AlembicProject:
     def stamp(self, dbname: str, revision: str) -> None:
         self._run("stamp", revision, dbname=dbname)
 
-    def version_table(self, dbname: str) -> tuple[str | None, str]:
-        """Where Alembic keeps its version: (schema or None for the default, table name)."""
-        schema, name = self._run("version_table", dbname=dbname)["data"]
-        return schema, name
+    def roundtrip(self, dbname: str) -> dict[str, Any]:
+        """upgrade head, downgrade base (snapshot of what is left), upgrade head; one process."""
+        return dict(self._run("roundtrip", dbname=dbname)["data"])
 
     def current(self, dbname: str) -> list[str]:
         return list(self._run("current", dbname=dbname)["data"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from dbkit import scratch
+from dbkit import scratch, squash
 from dbkit.catalog import object_counts
 from dbkit.chain import AlembicProject
 from dbkit.console import Console
@@ -13,7 +13,8 @@ from dbkit.settings import Settings
 
 
 def demo(settings: Settings, out: Console) -> None:
-    """Start the server, build the development database from the chain, show what was built."""
+    """Start the server, build the development database from the chain, show what was built,
+    then squash the chain into one proven revision (a dry run: the backend is not changed)."""
     server = get_server(settings)
     out.say(f"dbkit demo on {settings.alembic_config.parent} ({server.mode} mode)")
     server.start(out)
@@ -43,3 +44,9 @@ def demo(settings: Settings, out: Console) -> None:
         out.result(f"  {kind:<20} {count}")
     out.result("")
     out.result(f"Development database: {server.url()}")
+
+    # The heart of dbkit: squash the chain into one revision and prove it identical. A dry
+    # run writes into a folder of its own and leaves the sample backend as it is.
+    out.result("")
+    out.result("Squashing the chain (dry run: the backend is not changed):")
+    squash.squash(settings, out, dry_run=True)

@@ -126,6 +126,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise BackupCorrupt(f"backup {folder.name}: {MANIFEST} is unreadable ({err})") from None
     if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
         raise BackupCorrupt(f"backup {folder.name}: {MANIFEST} has no file list")
+    if data.get("kind") == "full" and not {DUMP_CUSTOM, DUMP_PLAIN} & set(data["files"]):
+        raise BackupCorrupt(f"backup {folder.name}: {MANIFEST} lists no database dump")
     if data.get("format_version") != FORMAT_VERSION:
         raise BackupCorrupt(
             f"backup {folder.name}: manifest format {data.get('format_version')!r} is not "
@@ -250,11 +252,13 @@ def describe(backup: Backup) -> str:
 
 
 def human_size(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    if size < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KB", "MB", "GB"):
         size /= 1024
-    return f"{size:.1f} TB"
+        if size < 1024 or unit == "GB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 def _interactive(out: Console) -> bool:

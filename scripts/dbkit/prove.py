@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import difflib
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,7 @@ from psycopg2 import sql
 from dbkit import catalog, tools
 from dbkit.chain import AlembicProject
 from dbkit.console import Console
-from dbkit.errors import ProofFailed
+from dbkit.errors import ChainBuildFailed, ProofFailed
 from dbkit.server import Server
 
 _SHOWN = 40  # lines of a difference kept in the report
@@ -33,8 +35,9 @@ class ProofResult:
     """What the proof measured, for the report."""
 
     new_install_seconds: float = 0.0
-    reinstall_seconds: float = 0.0
     checks: list[str] = field(default_factory=list)
+    snapshot: catalog.Snapshot | None = None  # of B: what the squashed revision builds
+    alongside: Any = None
 
 
 def normalise_dump(text: str) -> list[str]:
@@ -99,7 +102,8 @@ def _rows_of(conn: psycopg2.extensions.connection, key: str) -> list[str]:
 
 
 def diff_data(a: dict[str, Any], b: dict[str, Any], conn_a: psycopg2.extensions.connection,
-              conn_b: psycopg2.extensions.connection) -> list[str]:
+              conn_b: psycopg2.extensions.connection, *,
+              names: tuple[str, str] = ("A", "B")) -> list[str]:
     """What differs in rows and sequence positions, naming the rows (a few per table)."""
     lines: list[str] = []
     for key in sorted(set(a["rows"]) | set(b["rows"])):
@@ -107,19 +111,20 @@ def diff_data(a: dict[str, Any], b: dict[str, Any], conn_a: psycopg2.extensions.
         if ra == rb:
             continue
         if ra is None or rb is None:
-            lines.append(f"rows of {key}: only in {'A' if rb is None else 'B'}")
+            lines.append(f"rows of {key}: only in {names[0] if rb is None else names[1]}")
             continue
-        lines.append(f"rows of {key}: {ra[0]} in A vs {rb[0]} in B"
+        lines.append(f"rows of {key}: {ra[0]} in {names[0]} vs {rb[0]} in {names[1]}"
                      + (" (same count, different values)" if ra[0] == rb[0] else ""))
         rows_a, rows_b = _rows_of(conn_a, key), _rows_of(conn_b, key)
         only_a = [r for r in rows_a if r not in set(rows_b)]
         only_b = [r for r in rows_b if r not in set(rows_a)]
-        lines += [f"  only in A: {r}" for r in only_a[:5]]
-        lines += [f"  only in B: {r}" for r in only_b[:5]]
+        lines += [f"  only in {names[0]}: {r}" for r in only_a[:5]]
+        lines += [f"  only in {names[1]}: {r}" for r in only_b[:5]]
     for key in sorted(set(a["sequences"]) | set(b["sequences"])):
         sa_, sb = a["sequences"].get(key), b["sequences"].get(key)
         if sa_ != sb:
-            lines.append(f"sequence {key} position: {_pos(sa_)} in A vs {_pos(sb)} in B")
+            lines.append(f"sequence {key} position: {_pos(sa_)} in {names[0]} vs {_pos(sb)} "
+                         f"in {names[1]}")
     return lines
 
 
@@ -129,36 +134,49 @@ def _pos(value: list[Any] | None) -> str:
     return f"last_value={value[0]} is_called={'true' if value[1] else 'false'}"
 
 
-def compare(server: Server, a: str, b: str, *, version_key: str) -> list[str]:
-    """Every difference between databases ``a`` and ``b`` (empty: identical)."""
+@dataclass
+class DbState:
+    """One database as the proof sees it: schema dump, catalog snapshot, data."""
+
+    name: str
+    dump: list[str]
+    snapshot: catalog.Snapshot
+    data: dict[str, Any]
+
+
+def read_state(server: Server, dbname: str, version_key: str) -> DbState:
+    dump = schema_dump(server, dbname)
+    conn = server.connect(dbname)
+    try:
+        return DbState(dbname, dump, catalog.snapshot(conn), data_state(conn, version_key))
+    finally:
+        conn.close()
+
+
+def differences(server: Server, a: DbState, b: DbState, *,
+                names: tuple[str, str] = ("A", "B")) -> list[str]:
+    """Every difference between two database states (empty: identical)."""
     problems: list[str] = []
-    dump_a, dump_b = schema_dump(server, a), schema_dump(server, b)
-    if dump_a != dump_b:
-        delta = list(difflib.unified_diff(dump_a, dump_b, "A (old chain)", "B (new revision)",
-                                          lineterm="", n=1))
+    if a.dump != b.dump:
+        delta = list(difflib.unified_diff(a.dump, b.dump, names[0], names[1], lineterm="", n=1))
         problems.append(f"pg_dump --schema-only differs ({len(delta)} diff lines):")
         problems += [f"  {line}" for line in delta[:_SHOWN]]
-    conn_a, conn_b = server.connect(a), server.connect(b)
-    try:
-        snap_a, snap_b = catalog.snapshot(conn_a), catalog.snapshot(conn_b)
-        problems += catalog.diff_snapshots(snap_a, snap_b)
-        problems += diff_data(data_state(conn_a, version_key), data_state(conn_b, version_key),
-                              conn_a, conn_b)
-    finally:
-        conn_a.close()
-        conn_b.close()
+    problems += catalog.diff_snapshots(a.snapshot, b.snapshot, names=names)
+    if a.data != b.data:
+        conn_a, conn_b = server.connect(a.name), server.connect(b.name)
+        try:
+            problems += diff_data(a.data, b.data, conn_a, conn_b, names=names)
+        finally:
+            conn_a.close()
+            conn_b.close()
     return problems
 
 
-def leftovers(server: Server, dbname: str, baseline: catalog.Snapshot,
+def leftovers(after_downgrade: catalog.Snapshot, baseline: catalog.Snapshot,
               version_key: str) -> list[str]:
     """What a downgraded database holds beyond an empty one and Alembic's version table."""
-    conn = server.connect(dbname)
-    try:
-        snap = catalog.snapshot(conn)
-    finally:
-        conn.close()
-    snap["tables"].pop(version_key, None)
+    snap = dict(after_downgrade)
+    snap["tables"] = {k: v for k, v in snap["tables"].items() if k != version_key}
     return [f"left after downgrade: {line}"
             for line in catalog.diff_snapshots(baseline, snap, names=("empty", "downgraded"))]
 
@@ -169,38 +187,72 @@ def prove(
     *,
     a: str,
     b: str,
+    c: str,
     baseline: catalog.Snapshot,
     version_key: str,
     out: Console,
+    alongside: Callable[[], Any] | None = None,
 ) -> ProofResult:
-    """Build B from the new revision and prove it identical to A, down to base and up again.
+    """B ← the new revision; C ← the new revision, downgraded to base and upgraded again.
 
-    Raises ProofFailed naming every difference. B must be empty on entry.
+    Both must be identical to A (and the downgrade must leave nothing but Alembic's version
+    table). B and C are built at the same time, with ``alongside`` (the model check) next to
+    them: three processes, so the proof costs little more than one build. B and C must be
+    empty on entry. Raises ProofFailed naming every difference.
     """
     result = ProofResult()
-    with out.step("Building database B from the new revision"):
-        started = time.perf_counter()
-        new.upgrade(b, "head")
-        result.new_install_seconds = time.perf_counter() - started
-    with out.step("Comparing A and B: schema dump, catalog, rows, sequences"):
-        problems = compare(server, a, b, version_key=version_key)
-    _fail_if(problems, "B (new revision) differs from A (old chain)")
-    result.checks.append("A and B identical: pg_dump schema, catalog, rows, sequence positions")
-
-    with out.step("Downgrading B to base"):
-        new.downgrade(b, "base")
-        problems = leftovers(server, b, baseline, version_key)
-    _fail_if(problems, "downgrade() leaves objects behind")
-    result.checks.append("downgrade() leaves nothing but alembic_version")
-
-    with out.step("Upgrading B again and comparing with A"):
-        started = time.perf_counter()
-        new.upgrade(b, "head")
-        result.reinstall_seconds = time.perf_counter() - started
-        problems = compare(server, a, b, version_key=version_key)
-    _fail_if(problems, "B differs from A after downgrade and upgrade")
-    result.checks.append("upgrade() after downgrade() identical to A again")
+    pool = ThreadPoolExecutor(max_workers=3)
+    try:
+        # Two cores' worth at a time: B's build time is reported, so it does not compete
+        # with the round trip.
+        with out.step("Building database B from the new revision"):
+            built_b = pool.submit(_timed, new.upgrade, b, "head")
+            state_a = pool.submit(read_state, server, a, version_key)
+            result.new_install_seconds = _built(built_b)
+        with out.step("Comparing A with B; meanwhile C: up, down to base, up again"):
+            cycle = pool.submit(new.roundtrip, c)
+            side = pool.submit(alongside) if alongside else None
+            problems = differences(server, state_a.result(), read_state(server, b, version_key))
+            _fail_if(problems, "B (new revision) differs from A (old chain)")
+            result.checks.append(
+                "A and B identical: pg_dump schema, catalog, rows, sequence positions")
+            roundtrip = _built(cycle)
+            _fail_if(leftovers(roundtrip["after_downgrade"], baseline, version_key),
+                     "downgrade() leaves objects behind")
+            result.checks.append("downgrade() leaves nothing but alembic_version")
+            if roundtrip["upgrade_again_error"]:
+                error = roundtrip["upgrade_again_error"]
+                raise ProofFailed("proof failed: upgrade() after downgrade() fails: "
+                                  + error.splitlines()[0], diff=[error])
+        with out.step("Comparing A with C"):
+            state_c = read_state(server, c, version_key)
+            problems = differences(server, state_a.result(), state_c, names=("A", "C"))
+            _fail_if(problems, "after downgrade and upgrade again, C differs from A")
+            result.checks.append("upgrade() after downgrade() identical to A again")
+            result.snapshot = state_c.snapshot
+        if side is not None:
+            result.alongside = side.result()
+    except BaseException:
+        # Ctrl-C or a failure: do not wait for the builds; dropping their databases ends them.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return result
+
+
+def _built(future: Future) -> Any:
+    """A build's result; a new revision that does not build fails the proof."""
+    try:
+        return future.result()
+    except ChainBuildFailed as err:
+        raise ProofFailed(f"proof failed: the new revision does not build: {err.message}",
+                          diff=[err.detail or err.message]) from None
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> float:
+    started = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - started
 
 
 def _fail_if(problems: list[str], what: str) -> None:

@@ -123,7 +123,7 @@ def _seed(seed: SeedRows, indent: str) -> list[str]:
     lines.append(f"{inner}[")
     row_indent = inner + _INDENT
     for row in seed.rows:
-        items = [f"{_quote(c.name)}: {py_value(v)}" for c, v in zip(seed.columns, row)]
+        items = [f"{_quote(c.name)}: {py_value(v)}" for c, v in zip(seed.columns, row, strict=True)]
         one_line = f"{row_indent}{{{', '.join(items)}}},"
         if len(one_line) <= 100:
             lines.append(one_line)
@@ -167,7 +167,7 @@ def render_revision(
     decimal, postgresql, functions = _uses(cap.nodes)
     body: list[str] = []
     if functions:
-        body.append(f"{_INDENT}# As pg_dump does: function bodies may name tables made further down.")
+        body.append(f"{_INDENT}# As pg_dump does: function bodies may use tables made later.")
         body.append(_execute("SET LOCAL check_function_bodies = off", _INDENT))
     section = None
     for node in cap.nodes:
@@ -196,9 +196,9 @@ def render_revision(
     head = [
         f'"""Squashed: the {replaced.count} revisions of the old chain in one.',
         "",
-        f"Replaces {replaced.count} revisions, from {replaced.first} ({replaced.first_doc!r}) "
-        f"to {replaced.last} ({replaced.last_doc!r}),",
-        f"squashed on {created:%Y-%m-%d %H:%M} by dbkit {__version__}.",
+        f"Replaces {replaced.count} revisions, from {replaced.first} ({replaced.first_doc!r})",
+        f"to {replaced.last} ({replaced.last_doc!r}), squashed on {created:%Y-%m-%d %H:%M}",
+        f"by dbkit {__version__}.",
         "",
         "Built from the database the old chain produces (not from the models), objects in",
         "dependency order. dbkit put this file in place only after proving that a database",

@@ -23,7 +23,7 @@ import psycopg2
 from psycopg2 import sql
 
 from dbkit import scratch
-from dbkit.backup import migration_files, read_project, take_full_backup, take_migrations_backup
+from dbkit.backup import migration_files, take_full_backup, take_migrations_backup
 from dbkit.chain import AlembicProject
 from dbkit.console import Console
 from dbkit.errors import DbkitError
@@ -104,22 +104,12 @@ def sweep_staged(versions_dir: Path) -> None:
     """Tidy what a killed migrations swap left beside the versions directory."""
     for path in sorted(versions_dir.parent.glob(f".{versions_dir.name}.dbkit-*")):
         match = _STAGED_RE.match(path.name)
-        if not match or _alive(int(match.group(3))):
+        if not match or scratch._pid_alive(int(match.group(3))):
             continue
         if match.group(2) == "old" and not versions_dir.exists():
             os.rename(path, versions_dir)  # killed between the two renames: put it back
         else:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- databases -----------------------------------------------------------------------------
@@ -181,27 +171,19 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
     server.ensure_running(out)
     project = AlembicProject(settings, server)
     exists = server.database_exists(dbname)
-    m = chosen.manifest
-    out.say(f"Backup {chosen.name}: {m['database']} taken {m['created_at']}, revision "
-            f"{','.join(m.get('current_revision') or []) or 'unknown'}")
-    if not exists:
-        fate = " (which does not exist yet)"
-    elif keep_previous:
-        fate = "; the current one is backed up first, then kept as <db>_before_restore_<time>"
-    else:
-        fate = "; the current one is backed up first, then dropped (KEEP_PREVIOUS=0)"
-    out.say(f"It replaces {server.describe()}{fate}; and the migrations directory.")
+    _explain(out, server, chosen, exists=exists, keep_previous=keep_previous)
     ask(out, word="restore", given=confirm, what=f"replace {dbname} with backup {chosen.name}")
 
+    previous = None
     with project_lock(settings, "restore-full"):
         checkpoint("locked")
         swept = scratch.sweep_stale(server)
         if swept:
             out.say(f"Dropped {len(swept)} scratch databases left by interrupted runs")
-        versions_dir = Path(read_project(project, out)["versions_dir"])
+        versions_dir = Path(project.backup_info()["versions_dir"])
         sweep_staged(versions_dir)
         checkpoint("swept")
-        with out.step(f"Checking the checksums of {len(m['files'])} files"):
+        with out.step(f"Checking the checksums of {len(chosen.manifest['files'])} files"):
             require_intact(chosen)
         require_loadable(chosen, server)
         checkpoint("checked")
@@ -210,44 +192,80 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
             trial_restore(server, chosen, out, loaded)
             checkpoint("scratch-loaded")
             same = migration_files(versions_dir) == backup_migrations(chosen)
-            if exists:
-                safety = take_full_backup(settings, server, out, project=project,
-                                          note=f"safety backup before restoring {chosen.name}")
-                out.result(f"Safety backup of {dbname} (and its migrations): {safety.path}")
-            else:
-                out.say(f"{dbname} does not exist yet, so there is nothing to back up")
-                if not same:
-                    safety = take_migrations_backup(
-                        settings, out, project=project,
-                        note=f"saved before restoring {chosen.name}")
-                    out.result(f"Current migrations saved in {safety.path}")
+            _save_current(settings, server, out, project, chosen, exists=exists, same=same)
             checkpoint("safety-backup-done")
             staged = None if same else stage_migrations(chosen, versions_dir)
             checkpoint("migrations-staged")
-            # The one moment that changes the database: both renames or neither.
-            if exists:
-                previous = previous_name(server, dbname)
-                with out.step(f"Swapping the restored database in for {dbname}"):
-                    scratch.swap_databases(server, current=dbname, replacement=loaded,
-                                           keep_as=previous)
-            else:
-                with out.step(f"Creating {dbname} from the restored database"):
-                    rename_database(server, loaded, dbname)
+            try:
+                previous = _put_in_place(server, out, loaded, dbname, exists=exists)
+            except BaseException:
+                if staged is not None:
+                    shutil.rmtree(staged, ignore_errors=True)
+                raise
             checkpoint("swapped")
         if staged is not None:
             with out.step(f"Restoring the migrations into {versions_dir}"):
                 swap_in(staged, versions_dir)
         checkpoint("migrations-restored")
-        dropped = False
-        if exists and not keep_previous:
-            with out.step(f"Dropping the previous database {previous} (KEEP_PREVIOUS=0)"):
-                scratch.drop_database(server, previous)
-            dropped = True
+        if previous and not keep_previous:
+            previous = _drop_previous(server, out, previous)
 
-    out.result(f"{dbname} restored from backup {chosen.name} "
-               f"(revision {','.join(m.get('current_revision') or []) or 'unknown'})")
-    out.result("Migrations " + ("were already identical" if same else f"restored into "
-                                                                      f"{versions_dir}"))
-    if exists and not dropped:
+    revision = ",".join(chosen.manifest.get("current_revision") or []) or "unknown"
+    out.result(f"{dbname} restored from backup {chosen.name} (revision {revision})")
+    out.result("Migrations " + ("were already identical" if same
+                                else f"restored into {versions_dir}"))
+    if previous:
         out.result(f"The previous database is kept as {previous}; when you no longer need it: "
                    f"make db-psql, then DROP DATABASE \"{previous}\";")
+
+
+def _explain(out: Console, server: Server, chosen: Backup, *, exists: bool,
+             keep_previous: bool) -> None:
+    m = chosen.manifest
+    revision = ",".join(m.get("current_revision") or []) or "unknown"
+    out.say(f"Backup {chosen.name}: {m['database']} taken {m['created_at']}, revision {revision}")
+    if not exists:
+        fate = " (which does not exist yet)"
+    elif keep_previous:
+        fate = "; the current one is backed up first, then kept as <db>_before_restore_<time>"
+    else:
+        fate = "; the current one is backed up first, then dropped (KEEP_PREVIOUS=0)"
+    out.say(f"It replaces {server.describe()}{fate}; and the migrations directory.")
+
+
+def _save_current(settings: Settings, server: Server, out: Console, project: AlembicProject,
+                  chosen: Backup, *, exists: bool, same: bool) -> None:
+    """The safety backup: the current database and migrations (or just the migrations)."""
+    note = f"safety backup before restoring {chosen.name}"
+    if exists:
+        safety = take_full_backup(settings, server, out, project=project, note=note)
+        out.result(f"Safety backup of {server.dev_db} (and its migrations): {safety.path}")
+        return
+    out.say(f"{server.dev_db} does not exist yet, so there is nothing to back up")
+    if not same:
+        safety = take_migrations_backup(settings, out, project=project, note=note)
+        out.result(f"Current migrations saved in {safety.path}")
+
+
+def _put_in_place(server: Server, out: Console, loaded: str, dbname: str, *,
+                  exists: bool) -> str | None:
+    """The one moment that changes the database: both renames or neither. The old name."""
+    if not exists:
+        with out.step(f"Creating {dbname} from the restored database"):
+            rename_database(server, loaded, dbname)
+        return None
+    previous = previous_name(server, dbname)
+    with out.step(f"Swapping the restored database in for {dbname}"):
+        scratch.swap_databases(server, current=dbname, replacement=loaded, keep_as=previous)
+    return previous
+
+
+def _drop_previous(server: Server, out: Console, previous: str) -> str | None:
+    """KEEP_PREVIOUS=0; the restore is done either way, so a failure here is a warning."""
+    try:
+        with out.step(f"Dropping the previous database {previous} (KEEP_PREVIOUS=0)"):
+            scratch.drop_database(server, previous)
+    except DbkitError as err:
+        out.result(f"warning: {err.message}")
+        return previous
+    return None

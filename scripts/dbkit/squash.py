@@ -17,8 +17,9 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +43,7 @@ from dbkit.server import Server, get_server
 from dbkit.settings import Settings
 
 WORD = "squash"
+_PURPOSES = ("squasha", "squashb", "squashc")
 _STAGED = re.compile(r"^\.(.+)\.dbkit-(new|old)-(\d+)$")
 
 
@@ -55,7 +57,7 @@ class Plan:
     revision_files: list[Path]
     hashes: dict[str, str]  # the versions directory before we touch it
     dev_exists: bool
-    dev_current: list[str] | None  # None: no such database
+    dev_current: list[str] | None  # None: no such database; []: at base
 
     @property
     def first(self) -> Revision:
@@ -107,17 +109,25 @@ def squash(
     server = get_server(settings)
     server.ensure_running(out)
     project = AlembicProject(settings, server)
-    plan = preflight(settings, server, project)
-    if not dry_run:
-        guard_destructive(settings, server, "squash the migration chain")
-    rev_id = uuid.uuid4().hex[:12] if new_revision else plan.head
-    _show_plan(out, settings, server, plan, rev_id, dry_run=dry_run, archive=archive,
-               reset=reset)
-    if not dry_run:
-        ask(out, word=WORD, given=confirm, what="squash the migration chain")
-    outcome = Outcome(revision=rev_id, new_revision=new_revision)
-    with project_lock(settings, "squash"):
-        recover_interrupted_swap(plan.versions_dir, out)
+    outcome = Outcome(revision="", new_revision=new_revision)
+    with project_lock(settings, "squash"), ExitStack() as databases:
+        recover_interrupted_swap(settings.alembic_config.parent, out)
+        # The scratch databases A, B, C are created while other work goes on (a dry run
+        # needs no confirmation, so from the start; else once confirmed, during the backup).
+        chain_a: Future | None = None
+        if dry_run:
+            ready = databases.enter_context(_made_meanwhile(server, *_PURPOSES))
+            # Nothing to confirm: the old chain is built while preflight reads the project
+            # (not during a backup: its timing is reported and must not compete with pg_dump).
+            chain_a = _in_background(_build_chain, server, project, ready)
+        plan = preflight(settings, server, project)
+        if not dry_run:
+            guard_destructive(settings, server, "squash the migration chain")
+        outcome.revision = uuid.uuid4().hex[:12] if new_revision else plan.head
+        _show_plan(out, settings, server, plan, outcome.revision, dry_run=dry_run,
+                   archive=archive, reset=reset)
+        if not dry_run:
+            ask(out, word=WORD, given=confirm, what="squash the migration chain")
         scratch.sweep_stale(server)
         if dry_run:
             outcome.output = Path(tempfile.mkdtemp(prefix="dbkit-squash-"))
@@ -125,16 +135,18 @@ def squash(
             out.say(f"Dry run: everything goes to {outcome.output}; the project is not touched.")
             staged = outcome.output / plan.versions_dir.name
         else:
+            ready = databases.enter_context(_made_meanwhile(server, *_PURPOSES))
             made = _backup(settings, server, project, plan, out)
             outcome.backup = made.path
             staged = _sibling(plan.versions_dir, "new")
         try:
             _stage(plan, staged)
-            _build_and_prove(settings, server, project, plan, staged, outcome, out)
+            _build_and_prove(settings, server, project, plan, staged, outcome, out, ready,
+                             chain_a)
+            databases.close()  # nothing waits for the user with scratch databases open
             if not dry_run:
                 _review(out, outcome)
-                outcome.archived = swap(settings, plan, staged, made, outcome, archive=archive,
-                                        out=out)
+                old = swap(settings, plan, staged, outcome, out=out)
         except BaseException as err:
             if not dry_run:
                 _discard(staged)
@@ -142,6 +154,9 @@ def squash(
             if isinstance(err, ProofFailed):
                 _failure_report(outcome.output or outcome.backup, err, out)
             raise
+        if not dry_run:
+            # The squash is in place: what is left cannot undo it, only tidy up.
+            outcome.archived = retire(plan, old, made, archive=archive, out=out)
     if reset and not dry_run:
         # The squash's confirmation covers the rebuild it announced.
         reset_dev(settings, out)
@@ -155,10 +170,11 @@ def squash(
 
 def preflight(settings: Settings, server: Server, project: AlembicProject) -> Plan:
     """One head, one readable versions directory, the server answers; nothing is changed."""
-    heads = project.heads()
-    if not heads:
-        raise ConfigError(f"the Alembic project at {project.config.parent} has no revisions")
     revisions = list(reversed(project.revisions()))  # oldest first
+    if not revisions:
+        raise ConfigError(f"the Alembic project at {project.config.parent} has no revisions")
+    parents = {parent for r in revisions for parent in r.down_revision}
+    heads = [r.revision for r in revisions if r.revision not in parents]
     if len(heads) > 1:
         docs = {r.revision: r.doc for r in revisions}
         named = ", ".join(f"{h} ({docs.get(h, '').strip() or 'no message'})"
@@ -168,7 +184,7 @@ def preflight(settings: Settings, server: Server, project: AlembicProject) -> Pl
             f"`alembic merge -m \"merge heads\" {' '.join(sorted(heads))}` (or squash from an "
             "existing merge revision), then run the squash again"
         )
-    dirs = project.versions_dirs()
+    dirs = sorted({r.path.parent for r in revisions})
     if len(dirs) != 1:
         raise ConfigError(
             "the revisions live in several directories ("
@@ -177,20 +193,42 @@ def preflight(settings: Settings, server: Server, project: AlembicProject) -> Pl
     versions = dirs[0]
     if not os.access(versions, os.R_OK | os.W_OK | os.X_OK):
         raise ConfigError(f"the versions directory {versions} is not readable and writable")
-    files = [r.path for r in revisions]
-    outside = [p for p in files if versions not in p.parents]
-    if outside:
-        raise ConfigError(f"revision {outside[0]} is outside {versions}")
     dev_exists = server.database_exists(server.dev_db)
-    current: list[str] | None = None
-    if dev_exists:
-        try:
-            current = project.current(server.dev_db)
-        except ChainBuildFailed:
-            current = None
+    known = {r.revision for r in revisions}
     return Plan(head=heads[0], revisions=revisions, versions_dir=versions,
-                revision_files=files, hashes=backup.migration_files(versions),
-                dev_exists=dev_exists, dev_current=current)
+                revision_files=[r.path for r in revisions],
+                hashes=backup.migration_files(versions), dev_exists=dev_exists,
+                dev_current=read_versions(server, server.dev_db, known)[1]
+                if dev_exists else None)
+
+
+def read_versions(server: Server, dbname: str,
+                  known: set[str]) -> tuple[str | None, list[str]]:
+    """Alembic's version table in ``dbname`` (``schema.table``) and the revisions it holds.
+
+    Read with SQL, not through env.py (a process start per database): the table that has
+    Alembic's ``version_num`` column and only revisions of this chain; ``alembic_version``
+    first. (None, []) when there is none: the database is at base.
+    """
+    conn = server.connect(dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT c.table_schema, c.table_name FROM information_schema.columns c "
+                "JOIN information_schema.tables t ON t.table_schema = c.table_schema "
+                "AND t.table_name = c.table_name WHERE c.column_name = 'version_num' "
+                "AND t.table_type = 'BASE TABLE' "
+                "ORDER BY c.table_name <> 'alembic_version', 1, 2")
+            candidates = cur.fetchall()
+            for schema, table in candidates:
+                cur.execute(sql.SQL("SELECT version_num FROM {}.{}").format(
+                    sql.Identifier(schema), sql.Identifier(table)))
+                versions = sorted(str(row[0]) for row in cur.fetchall())
+                if versions and set(versions) <= known or table == "alembic_version":
+                    return f"{schema}.{table}", versions
+    finally:
+        conn.close()
+    return None, []
 
 
 def _show_plan(out: Console, settings: Settings, server: Server, plan: Plan, rev_id: str, *,
@@ -204,10 +242,10 @@ def _show_plan(out: Console, settings: Settings, server: Server, plan: Plan, rev
     out.say(f"  into one revision {rev_id}"
             + (" (the head's id: databases at head need nothing)" if same else
                " (a new id: every existing database then needs `alembic stamp --purge`)"))
-    out.say("  steps: back up → build the old chain in scratch database A → capture what it "
-            "built → write one revision → build it in scratch database B and prove A = B "
-            "(schema, rows, sequences; down to base and up again)"
-            + ("" if dry_run else f" → replace {plan.versions_dir}"))
+    out.say("  steps: " + ("" if dry_run else "back up → ") + "build the old chain in "
+            "scratch database A → capture what it built → write one revision → prove a "
+            "database built from it identical to A (schema, rows, sequences; down to base and "
+            "up again)" + ("" if dry_run else f" → replace {plan.versions_dir}"))
     if dry_run:
         out.say("  dry run: nothing in the project is touched")
     elif archive:
@@ -227,8 +265,6 @@ def _show_plan(out: Console, settings: Settings, server: Server, plan: Plan, rev
 def _dev_state(plan: Plan) -> str:
     if not plan.dev_exists:
         return "does not exist"
-    if plan.dev_current is None:
-        return "revision unknown (alembic current failed)"
     if not plan.dev_current:
         return "empty (no revision applied)"
     where = ", ".join(plan.dev_current)
@@ -272,81 +308,108 @@ def _stage(plan: Plan, staged: Path) -> None:
             shutil.copy2(path, staged / rel)
 
 
+def _in_background(fn: Callable[..., Any], *args: Any) -> Future:
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(fn, *args)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _build_chain(server: Server, project: AlembicProject,
+                 ready: Callable[[int], list[str]]) -> tuple[str, catalog.Snapshot, float]:
+    """A ← the old chain: its name, its snapshot while still empty, the build's seconds."""
+    a, = ready(1)
+    baseline = catalog.snapshot_of(server, a)
+    started = time.perf_counter()
+    project.upgrade(a, "head")
+    return a, baseline, time.perf_counter() - started
+
+
 def _build_and_prove(settings: Settings, server: Server, project: AlembicProject, plan: Plan,
-                     staged: Path, outcome: Outcome, out: Console) -> None:
-    with scratch.scratch_database(server, "squasha") as a, \
-            scratch.scratch_database(server, "squashb") as b:
+                     staged: Path, outcome: Outcome, out: Console,
+                     ready: Callable[[int], list[str]], chain_a: Future | None) -> None:
+    """A ← old chain (maybe already under way), capture, render into ``staged``, prove with
+    B and C (see ``prove``)."""
+    with out.step(f"Building database A from the old chain ({len(plan.revisions)} "
+                  "revisions)"):
+        a, baseline, outcome.old_chain_seconds = (
+            chain_a.result() if chain_a is not None else _build_chain(server, project, ready))
+        version_key, version_table = _landed(server, project, a, plan)
+    with out.step("Capturing what the chain built"):
         conn = server.connect(a)
         try:
-            baseline = catalog.snapshot(conn)
+            captured = capture.capture(conn, baseline=baseline, version_table=version_table)
         finally:
             conn.close()
-        with out.step(f"Building database A from the old chain ({len(plan.revisions)} "
-                      "revisions)"):
-            t0 = time.perf_counter()
-            project.upgrade(a, "head")
-            outcome.old_chain_seconds = time.perf_counter() - t0
-            version_table = project.version_table(a)
-            version_key = _landed(server, a, version_table, plan.head)
-        with out.step("Capturing what the chain built"):
-            conn = server.connect(a)
-            try:
-                captured = capture.capture(conn, baseline=baseline, version_table=version_table)
-            finally:
-                conn.close()
-        outcome.counts = captured.counts
-        with out.step("Writing the squashed revision"):
-            text = render.render_revision(
-                captured, revision=outcome.revision, replaced=_replaced(plan),
-                branch_labels=tuple(sorted({lb for r in plan.revisions
-                                            for lb in r.branch_labels})),
-            )
-            path = staged / render.file_name(outcome.revision, len(plan.revisions))
-            path.write_text(text)
-            outcome.file, outcome.file_size = path, path.stat().st_size
-        new = AlembicProject(settings, server, version_locations=staged)
-        heads = new.heads()
-        if heads != [outcome.revision]:
-            raise DbkitError(f"Alembic reads the new versions directory as heads {heads}, "
-                             f"not {outcome.revision}; nothing was changed")
-        proof = prove.prove(server, new, a=a, b=b, baseline=baseline, version_key=version_key,
-                            out=out)
-        outcome.new_revision_seconds = proof.new_install_seconds
-        outcome.checks = proof.checks
-        with out.step("Comparing the models with the squashed schema (alembic check)"):
-            outcome.drift = new.model_diff(b)
-        conn = server.connect(b)
-        try:
-            outcome.b_snapshot = catalog.snapshot(conn)
-        finally:
-            conn.close()
+    outcome.counts = captured.counts
+    with out.step("Writing the squashed revision"):
+        text = render.render_revision(
+            captured, revision=outcome.revision, replaced=_replaced(plan),
+            branch_labels=tuple(sorted({lb for r in plan.revisions
+                                        for lb in r.branch_labels})),
+        )
+        path = staged / render.file_name(outcome.revision, len(plan.revisions))
+        path.write_text(text)
+        outcome.file, outcome.file_size = path, path.stat().st_size
+    new = AlembicProject(settings, server, version_locations=staged)
+    _, b, c = ready(3)
+    # A and B are proven identical, so the models are compared with A while B and C
+    # are being built (what `alembic check` would say about the squashed schema).
+    proof = prove.prove(server, new, a=a, b=b, c=c, baseline=baseline,
+                        version_key=version_key, out=out,
+                        alongside=lambda: project.model_diff(a))
+    landed_b = read_versions(server, b, {outcome.revision})
+    if landed_b != (version_key, [outcome.revision]):
+        raise ProofFailed(f"proof failed: B is at {landed_b[1]} in {landed_b[0]}, not at "
+                          f"{outcome.revision} in {version_key}")
+    outcome.new_revision_seconds = proof.new_install_seconds
+    outcome.checks = proof.checks
+    outcome.drift = proof.alongside
+    outcome.b_snapshot = proof.snapshot
 
 
-def _landed(server: Server, dbname: str, version_table: tuple[str | None, str],
-            head: str) -> str:
-    """The chain must have run in ``dbname``: an env.py that ignores the connection (and the
-    URL) dbkit gives it would build some other database, and the capture would be empty."""
-    conn = server.connect(dbname)
+@contextmanager
+def _made_meanwhile(server: Server, *purposes: str) -> Iterator[Callable[[int], list[str]]]:
+    """Scratch databases created one after the other in the background (CREATE DATABASE
+    takes a quarter of a second), always dropped. Yields ``ready(n)``: the first n names,
+    once those exist."""
+    names = [scratch.scratch_name(p) for p in purposes]
+    pool = ThreadPoolExecutor(max_workers=1)
+    creating = [pool.submit(scratch.create_database, server, name) for name in names]
+    pool.shutdown(wait=False)
+
+    def ready(count: int) -> list[str]:
+        for future in creating[:count]:
+            future.result()
+        return names[:count]
+
     try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT (current_schemas(false))[1]")
-            schema = version_table[0] or cur.fetchone()[0] or "public"
-            cur.execute("SELECT to_regclass(%s)", (f'"{schema}"."{version_table[1]}"',))
-            found = cur.fetchone()[0] is not None
-            versions: list[str] = []
-            if found:
-                cur.execute(sql.SQL("SELECT version_num FROM {}.{}").format(
-                    sql.Identifier(schema), sql.Identifier(version_table[1])))
-                versions = [row[0] for row in cur.fetchall()]
+        yield ready
     finally:
-        conn.close()
-    if versions != [head]:
+        for future in creating:
+            future.cancel()
+            if not future.cancelled():
+                future.exception()  # a database being created cannot be dropped yet
+        for name in names:
+            scratch.drop_database(server, name)
+
+
+def _landed(server: Server, project: AlembicProject, dbname: str,
+            plan: Plan) -> tuple[str, tuple[str | None, str]]:
+    """The chain must have run in ``dbname``: an env.py that ignores the connection (and the
+    URL) dbkit gives it would build some other database, and the capture would be empty.
+
+    Returns Alembic's version table as ``schema.table`` and as (schema, table).
+    """
+    key, versions = read_versions(server, dbname, {r.revision for r in plan.revisions})
+    if key is None or versions != [plan.head]:
         raise ChainBuildFailed(
             f"alembic upgrade head did not land in the scratch database dbkit gave it (its "
-            f"{schema}.{version_table[1]} holds {versions or 'nothing'}): the project's env.py "
-            "must use config.attributes['connection'] or the sqlalchemy.url it is given"
+            f"version table holds {versions or 'nothing'}): the project's env.py must use "
+            "config.attributes['connection'] or the sqlalchemy.url it is given"
         )
-    return f"{schema}.{version_table[1]}"
+    schema, _, table = key.partition(".")
+    return key, (schema, table)
 
 
 def _replaced(plan: Plan) -> render.Replaced:
@@ -389,12 +452,12 @@ def _no_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def swap(settings: Settings, plan: Plan, staged: Path, made: manifest.Backup, outcome: Outcome,
-         *, archive: bool, out: Console) -> Path | None:
-    """Put the proven versions directory in place; the old files to the archive, else gone.
+def swap(settings: Settings, plan: Plan, staged: Path, outcome: Outcome, *,
+         out: Console) -> Path:
+    """Put the proven versions directory in place; returns where the old one now is.
 
-    Returns the archive folder (None with ARCHIVE=0). Anything that fails before the old
-    folder is retired puts the original back.
+    Two renames with Ctrl-C held between them; if Alembic then does not read exactly the
+    squashed revision from the project, the original is put back.
     """
     versions = plan.versions_dir
     old = _sibling(versions, "old")
@@ -412,26 +475,38 @@ def swap(settings: Settings, plan: Plan, staged: Path, made: manifest.Backup, ou
             if heads != [outcome.revision]:
                 raise DbkitError(f"after the swap Alembic sees heads {heads}, not "
                                  f"{outcome.revision}; the old versions were put back")
-            if outcome.file is not None:
-                outcome.file = versions / outcome.file.name
         except BaseException:
             with _no_interrupt():
                 shutil.rmtree(versions)
                 os.rename(old, versions)
             raise
+    if outcome.file is not None:
+        outcome.file = versions / outcome.file.name
+    return old
+
+
+def retire(plan: Plan, old: Path, made: manifest.Backup, *, archive: bool,
+           out: Console) -> Path | None:
+    """The old revision files: copied to versions_archived/<timestamp>/ (unless ARCHIVE=0),
+    then the old folder goes; the backup has held them since before anything changed."""
     archived = None
-    if archive:
-        stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
-        archived = versions.parent / "versions_archived" / stamp
-        n = 2
-        while archived.exists():
-            archived = archived.with_name(f"{stamp}_{n}")
-            n += 1
-        for path in plan.revision_files:
-            target = archived / path.relative_to(versions)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(old / path.relative_to(versions), target)
-    shutil.rmtree(old)
+    try:
+        if archive:
+            stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+            archived = plan.versions_dir.parent / "versions_archived" / stamp
+            n = 2
+            while archived.exists():
+                archived = archived.with_name(f"{stamp}_{n}")
+                n += 1
+            for path in plan.revision_files:
+                rel = path.relative_to(plan.versions_dir)
+                (archived / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(old / rel, archived / rel)
+        shutil.rmtree(old)
+    except OSError as err:
+        raise DbkitError(
+            f"the squash is in place, but the old files could not be archived ({err}); they "
+            f"are in {old} and in the backup {made.path / manifest.MIGRATIONS}") from None
     out.say(f"The old revision files are in the backup {made.path / manifest.MIGRATIONS}"
             + (f" and in {archived}" if archived else ""))
     return archived
@@ -461,15 +536,21 @@ def _require_unchanged(plan: Plan) -> None:
         )
 
 
-def recover_interrupted_swap(versions: Path, out: Console) -> None:
-    """Undo what a killed run left between its two renames; drop its staged folders."""
-    for sibling in sorted(versions.parent.glob(f".{versions.name}.dbkit-*")):
+def recover_interrupted_swap(root: Path, out: Console) -> None:
+    """Undo what a killed run left between its two renames; drop its staged folders.
+
+    Looks under the Alembic project (``root``, a few levels deep) rather than asking
+    Alembic, which cannot read a project whose versions directory is missing.
+    """
+    found = [p for depth in ("", "*/", "*/*/") for p in root.glob(f"{depth}.*.dbkit-*")]
+    for sibling in sorted(found):
         match = _STAGED.match(sibling.name)
-        if not match or match.group(1) != versions.name:
+        if not match or not sibling.is_dir():
             continue
-        role, pid = match.group(2), int(match.group(3))
-        if pid != os.getpid() and scratch._pid_alive(pid):
+        name, role, pid = match.group(1), match.group(2), int(match.group(3))
+        if pid == os.getpid() or scratch._pid_alive(pid):
             continue
+        versions = sibling.with_name(name)
         if role == "old" and not versions.exists():
             os.rename(sibling, versions)
             out.result(f"Put back {versions} from a squash that was killed while swapping")
@@ -492,10 +573,12 @@ def adopt(settings: Settings, server: Server, plan: Plan, outcome: Outcome, *,
         state = "rebuilt from the squashed revision (RESET=1)"
     elif not plan.dev_exists:
         return [f"{dev} does not exist: `make db-upgrade` builds it from the squashed revision"]
-    elif plan.dev_current is None:
-        return [f"the revision of {dev} could not be read; check it with `make db-current`"]
     elif not plan.dev_current:
         return [f"{dev} is empty: `make db-upgrade` builds it from the squashed revision"]
+    elif not set(plan.dev_current) <= {r.revision for r in plan.revisions}:
+        return [f"{dev} is at {', '.join(plan.dev_current)}, which is not a revision of this "
+                "chain: dbkit cannot tell what it needs; compare it with the squashed schema "
+                "(make db-validate-schema) before using it"]
     elif plan.dev_current != [plan.head]:
         where = outcome.archived or (outcome.backup / manifest.MIGRATIONS if outcome.backup
                                      else None)
@@ -524,14 +607,11 @@ def adopt(settings: Settings, server: Server, plan: Plan, outcome: Outcome, *,
                      "nothing to do")
     if outcome.b_snapshot is not None:
         try:
-            conn = server.connect(dev)
+            dev_snapshot = catalog.snapshot_of(server, dev)
         except ServerUnreachable:
             return lines
-        try:
-            differences = catalog.diff_snapshots(catalog.snapshot(conn), outcome.b_snapshot,
-                                                 names=(dev, "squashed"))
-        finally:
-            conn.close()
+        differences = catalog.diff_snapshots(dev_snapshot, outcome.b_snapshot,
+                                             names=(dev, "squashed"))
         if differences:
             lines.append(f"{dev}'s schema differs from a fresh build of the squashed revision "
                          f"in {len(differences)} places (reported, not changed):")
@@ -546,7 +626,9 @@ def adopt(settings: Settings, server: Server, plan: Plan, outcome: Outcome, *,
 # -- report -----------------------------------------------------------------------------------
 
 def _ratio(old: float, new: float) -> str:
-    return f"{old / new:.1f}x faster" if new > 0 else ""
+    if old <= 0 or new <= 0 or abs(old - new) < 0.1 * old:
+        return "about the same"
+    return f"{old / new:.1f}x faster" if new < old else f"{new / old:.1f}x slower"
 
 
 def report(out: Console, settings: Settings, plan: Plan, outcome: Outcome, *,

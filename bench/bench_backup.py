@@ -1,0 +1,313 @@
+"""Backup and restore speed on a generated database of at least 1 GB, against the raw tools.
+
+Builds, on a private embedded server in a temporary directory (never the project's .pgdata):
+a small Alembic project and a ``records`` table of wide rows (text, text[], JSONB, numeric,
+timestamps) with a primary key, a btree and a GIN index, plus an ``events`` table in a second
+schema, until ``pg_database_size`` passes the target. Then, in one run, each timed from
+process start to exit:
+
+* ``pg_dump -Fc`` (raw) vs ``dbkit backup-full``                 goal <= 1.1x
+* ``pg_restore -j2`` (raw, into a new database) vs ``dbkit restore-full`` into a database that
+  does not exist yet (no safety backup needed)                   goal <= 1.1x
+* ``dbkit restore-full`` over the existing database (adds the safety backup of what it
+  replaces: a whole second dump, reported for information)
+* the seed's way, ``psql < database_full.sql`` (plain dump), vs ``pg_restore -j2``
+
+Usage: ``python -m bench.bench_backup [--gb 1.0] [--repeat N] [--keep]`` or
+``make bench BENCH=backup``. Results go to bench/results/backup.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from dbkit import scratch, tools
+from dbkit.console import Console
+from dbkit.server import EmbeddedServer
+from dbkit.settings import load_settings
+
+RESULTS = Path(__file__).parent / "results"
+GOAL = 1.1
+DB = "bench"
+BATCH = 250_000
+
+ALEMBIC_INI = """[alembic]
+script_location = %(here)s/alembic
+path_separator = os
+sqlalchemy.url =
+"""
+
+ENV_PY = """
+from alembic import context
+
+context.configure(connection=context.config.attributes["connection"])
+with context.begin_transaction():
+    context.run_migrations()
+"""
+
+REVISION_PY = '''
+"""records and events
+
+Revision ID: 0001
+"""
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("CREATE TYPE event_kind AS ENUM ('created', 'updated', 'scored')")
+    op.execute("""
+        CREATE TABLE records (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            symbol text NOT NULL,
+            tags text[] NOT NULL,
+            payload jsonb NOT NULL,
+            body text NOT NULL,
+            score numeric(10, 3),
+            created_at timestamptz NOT NULL DEFAULT now()
+        )""")
+    op.execute("CREATE SCHEMA audit")
+    op.execute("""
+        CREATE TABLE audit.events (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            record_id bigint NOT NULL REFERENCES records (id),
+            kind event_kind NOT NULL,
+            detail jsonb
+        )""")
+
+
+def downgrade():
+    pass
+'''
+
+FILL_RECORDS = """
+INSERT INTO records (symbol, tags, payload, body, score)
+SELECT 'SYM' || i, ARRAY['t' || (i %% 97), 't' || (i %% 13), 'g' || (i %% 1009)],
+       jsonb_build_object('i', i, 'source', 'panel-' || (i %% 50), 'hash', md5(i::text),
+                          'list', jsonb_build_array(i %% 7, i %% 11, md5((i * 7)::text))),
+       md5(i || 'a') || ' ' || md5(i || 'b') || ' ' || md5(i || 'c') || ' ' || md5(i || 'd')
+       || ' ' || md5(i || 'e') || ' ' || md5(i || 'f') || ' ' || md5(i || 'g') || ' '
+       || md5(i || 'h') || ' ' || md5(i || 'i') || ' ' || md5(i || 'j'),
+       (i %% 100000) / 7.0
+FROM generate_series(%s, %s) i
+"""
+
+FILL_EVENTS = """
+INSERT INTO audit.events (record_id, kind, detail)
+SELECT id, (ARRAY['created', 'updated', 'scored']::event_kind[])[1 + id % 3],
+       jsonb_build_object('by', 'user' || (id % 17))
+FROM records WHERE id % 4 = 0
+"""
+
+INDEXES = [
+    "CREATE INDEX ix_records_symbol ON records (symbol)",
+    "CREATE INDEX ix_records_payload ON records USING gin (payload jsonb_path_ops)",
+    "CREATE INDEX ix_events_record ON audit.events (record_id)",
+]
+
+
+def write_project(root: Path) -> None:
+    versions = root / "alembic" / "versions"
+    versions.mkdir(parents=True)
+    (root / "alembic.ini").write_text(ALEMBIC_INI)
+    (root / "alembic" / "env.py").write_text(ENV_PY)
+    (versions / "0001_records.py").write_text(REVISION_PY)
+
+
+def build(server: EmbeddedServer, env: dict[str, str], work: Path, gb: float) -> int:
+    """The generated database; its size in bytes."""
+    scratch.create_database(server, DB)
+    run_dbkit(["upgrade"], env, work)
+    conn = server.connect(DB)
+    try:
+        with conn.cursor() as cur:
+            start, size = 1, 0
+            while size < gb * 1024**3 * 0.8:  # the indexes bring the rest
+                cur.execute(FILL_RECORDS, (start, start + BATCH - 1))
+                start += BATCH
+                cur.execute("SELECT pg_database_size(current_database())")
+                size = cur.fetchone()[0]
+            cur.execute(FILL_EVENTS)
+            for statement in INDEXES:
+                cur.execute(statement)
+            cur.execute("SELECT pg_database_size(current_database())")
+            size = cur.fetchone()[0]
+            while size < gb * 1024**3:
+                cur.execute(FILL_RECORDS, (start, start + BATCH // 5 - 1))
+                start += BATCH // 5
+                cur.execute("SELECT pg_database_size(current_database())")
+                size = cur.fetchone()[0]
+            # Set hint bits now, so the first timed reader does not pay for writing them.
+            cur.execute("VACUUM (FREEZE, ANALYZE)")
+            cur.execute("CHECKPOINT")
+            cur.execute("SELECT pg_database_size(current_database())")
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def run_dbkit(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "dbkit", *argv], env=env, cwd=cwd,
+                          capture_output=True, text=True)
+    took = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"dbkit {' '.join(argv)} exited {proc.returncode}:\n"
+                         f"{proc.stdout}{proc.stderr}")
+    return took
+
+
+def timed(server: EmbeddedServer, tool: str, args: list[str], dbname: str, *,
+          stdin: Path | None = None) -> float:
+    inv = server.tool(tool, args, dbname)
+    started = time.perf_counter()
+    if stdin is not None:
+        with stdin.open("rb") as fh:
+            tools.run(inv, stdin=fh, stdout=subprocess.DEVNULL, what=tool)
+    else:
+        tools.run(inv, stdout=subprocess.DEVNULL, what=tool)
+    return time.perf_counter() - started
+
+
+def newest_backup(folder: Path) -> Path:
+    return max((p for p in folder.iterdir() if not p.name.startswith(".")),
+               key=lambda p: p.stat().st_mtime)
+
+
+def measure(server: EmbeddedServer, env: dict[str, str], work: Path, repeat: int
+            ) -> dict[str, Any]:
+    backups = Path(env["BACKUP_DIR"])
+    raw_dump = work / "raw.dump"
+    plain = work / "database_full.sql"
+    r: dict[str, list[float]] = {k: [] for k in (
+        "pg_dump", "backup", "pg_restore", "restore_new", "restore_over", "psql")}
+
+    for round_ in range(repeat):
+        # Alternate the order, so neither side always runs on a warmer cache.
+        for name in ("pg_dump", "backup") if round_ % 2 == 0 else ("backup", "pg_dump"):
+            if name == "pg_dump":
+                raw_dump.unlink(missing_ok=True)
+                r[name].append(timed(server, "pg_dump", ["-Fc", "-f", str(raw_dump)], DB))
+            else:
+                r[name].append(run_dbkit(["backup-full"], env, work))
+        print(f"  dump: raw {r['pg_dump'][-1]:.1f} s, dbkit {r['backup'][-1]:.1f} s", flush=True)
+    made = newest_backup(backups)
+
+    for _ in range(repeat):
+        with scratch.scratch_database(server, "benchraw") as target:
+            r["pg_restore"].append(timed(server, "pg_restore",
+                                         ["-j", "2", "-d", target, str(raw_dump)], target))
+        new_env = {**env, "POSTGRES_DB": "bench_new", "BACKUP": made.name, "CONFIRM": "restore"}
+        r["restore_new"].append(run_dbkit(["restore-full"], new_env, work))
+        scratch.drop_database(server, "bench_new")
+        print(f"  restore: raw {r['pg_restore'][-1]:.1f} s, dbkit {r['restore_new'][-1]:.1f} s",
+              flush=True)
+
+    over_env = {**env, "BACKUP": made.name, "CONFIRM": "restore", "KEEP_PREVIOUS": "0"}
+    r["restore_over"].append(run_dbkit(["restore-full"], over_env, work))
+    print(f"  restore over the existing database: {r['restore_over'][-1]:.1f} s", flush=True)
+
+    timed(server, "pg_dump", ["-f", str(plain)], DB)
+    with scratch.scratch_database(server, "benchpsql") as target:
+        r["psql"].append(timed(server, "psql", ["-X", "-q", "-d", target], target, stdin=plain))
+    print(f"  psql < database_full.sql: {r['psql'][-1]:.1f} s", flush=True)
+
+    best = {k: min(v) for k, v in r.items()}
+    return {
+        "runs_s": {k: [round(x, 2) for x in v] for k, v in r.items()},
+        "best_s": {k: round(v, 2) for k, v in best.items()},
+        "backup_ratio": round(best["backup"] / best["pg_dump"], 3),
+        "restore_ratio": round(best["restore_new"] / best["pg_restore"], 3),
+        "restore_over_ratio": round(best["restore_over"] / best["pg_restore"], 3),
+        "psql_ratio": round(best["psql"] / best["pg_restore"], 3),
+        "dump_bytes": {"custom": raw_dump.stat().st_size, "plain": plain.stat().st_size,
+                       "dbkit_backup": sum(f["size"] for f in json.loads(
+                           (made / "manifest.json").read_text())["files"].values())},
+    }
+
+
+def machine() -> dict[str, Any]:
+    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
+                  .splitlines() if ln.startswith("model name")), platform.processor())
+    memory = next((ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
+                   if ln.startswith("MemTotal")), "0")
+    return {"cores": len(os.sched_getaffinity(0)), "cpu": model,
+            "memory_gb": round(int(memory) / 1024**2, 1), "python": platform.python_version()}
+
+
+def report(result: dict[str, Any]) -> None:
+    best = result["best_s"]
+
+    def verdict(ratio: float) -> str:
+        return "met" if ratio <= GOAL else "NOT met"
+
+    rows = [
+        ("pg_dump -Fc (raw)", best["pg_dump"], "", ""),
+        ("dbkit backup-full", best["backup"], f"{result['backup_ratio']:.2f}x",
+         verdict(result["backup_ratio"])),
+        ("pg_restore -j2 (raw, new database)", best["pg_restore"], "", ""),
+        ("dbkit restore-full (new database)", best["restore_new"],
+         f"{result['restore_ratio']:.2f}x", verdict(result["restore_ratio"])),
+        ("dbkit restore-full (over existing, + safety dump)", best["restore_over"],
+         f"{result['restore_over_ratio']:.2f}x", "info"),
+        ("psql < database_full.sql (the seed's way)", best["psql"],
+         f"{result['psql_ratio']:.2f}x", "info"),
+    ]
+    print(f"\n{'operation':<52} {'seconds':>8} {'vs raw':>7}  goal <= {GOAL}x")
+    for name, seconds, ratio, met in rows:
+        print(f"{name:<52} {seconds:>8.1f} {ratio:>7}  {met}")
+    sizes = result["dump_bytes"]
+    print(f"database {result['database_bytes'] / 1024**3:.2f} GB; custom dump "
+          f"{sizes['custom'] / 1024**2:.0f} MB, plain dump {sizes['plain'] / 1024**2:.0f} MB; "
+          f"machine: {result['machine']['cores']} cores, {result['machine']['cpu']}")
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bench_backup", description=__doc__.splitlines()[0])
+    parser.add_argument("--gb", type=float, default=1.0, help="database size to build")
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs of each (best kept)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="dbkit-bench-backup-"))
+    pgdata = work / "pgdata"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update({"DB_MODE": "embedded", "PGDATA_DIR": str(pgdata), "POSTGRES_DB": DB,
+                "BACKEND_DIR": str(work / "project"), "BACKUP_DIR": str(work / "backups"),
+                "NO_COLOR": "1"})
+    server = EmbeddedServer(load_settings(work, env, env_file=Path("/nonexistent")))
+    try:
+        server.ensure_running()
+        write_project(work / "project")
+        started = time.perf_counter()
+        print(f"Building a {args.gb:g} GB database in {work} ...", flush=True)
+        size = build(server, env, work, args.gb)
+        print(f"  {size / 1024**3:.2f} GB in {time.perf_counter() - started:.0f} s", flush=True)
+        result = measure(server, env, work, args.repeat)
+        result.update(database_bytes=size, machine=machine(), repeat=args.repeat,
+                      server_version=server.version_num)
+    finally:
+        server.stop(Console(io.StringIO()))
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    report(result)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "backup.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,275 @@
+"""make db-squash-migrations on the sample backend, and the pieces the proof stands on.
+
+The sample backend must squash and prove with zero differences, seed rows included; a real
+squash replaces the versions directory (other files kept), archives and backs up the old
+files, and tells what the development database needs.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from backup_helpers import execute, folder_state, one_line_error, state
+from sqlalchemy.dialects import postgresql
+from squash_helpers import (
+    copy_project,
+    dry_run,
+    report_of,
+    run_tty,
+    scratch_databases,
+    squash_env,
+    squashed_file,
+    versions_of,
+)
+
+from conftest import BACKEND, FIXTURES, run_cli
+from dbkit import backup, catalog, scratch
+from dbkit.chain import AlembicProject
+from dbkit.render import escape_binds, py_value
+from dbkit.server import EmbeddedServer
+from dbkit.settings import load_settings
+
+# -- the catalog snapshot ------------------------------------------------------------------------
+
+def test_fingerprint_ignores_the_database_name_and_dropped_column_holes(
+        server: EmbeddedServer) -> None:
+    schema = ("CREATE TYPE mood AS ENUM ('ok', 'meh')",
+              "CREATE VIEW v AS SELECT a, c FROM t",
+              "CREATE INDEX ix_t_c ON t (lower(c)) WHERE a > 0",
+              "COMMENT ON COLUMN t.c IS 'see'")
+    with scratch.scratch_database(server, "fpone") as one, \
+            scratch.scratch_database(server, "fptwo") as two:
+        execute(server, one, "CREATE TABLE t (a int PRIMARY KEY, c text DEFAULT 'x', m int)",
+                "ALTER TABLE t ADD COLUMN gone int", "ALTER TABLE t DROP COLUMN gone",
+                *schema[:1], "ALTER TABLE t ADD COLUMN mood mood", *schema[1:])
+        # The same schema reached without holes, under another database name.
+        execute(server, two, "CREATE TABLE t (a int PRIMARY KEY, c text DEFAULT 'x', m int)",
+                *schema[:1], "ALTER TABLE t ADD COLUMN mood mood", *schema[1:])
+        conn_one, conn_two = server.connect(one), server.connect(two)
+        try:
+            assert catalog.fingerprint(conn_one) == catalog.fingerprint(conn_two)
+            execute(server, two, "ALTER TABLE t ALTER COLUMN c SET DEFAULT 'y'")
+            assert catalog.fingerprint(conn_one) != catalog.fingerprint(conn_two)
+        finally:
+            conn_one.close()
+            conn_two.close()
+        diff = catalog.diff_snapshots(catalog.snapshot_of(server, one),
+                                      catalog.snapshot_of(server, two))
+    assert diff == ["table public.t: column c: default: \"'x'::text\" in A vs \"'y'::text\" in B"]
+
+
+def test_diff_snapshots_names_kind_object_and_attribute(server: EmbeddedServer) -> None:
+    with scratch.scratch_database(server, "diffone") as one, \
+            scratch.scratch_database(server, "difftwo") as two:
+        execute(server, one, "CREATE TABLE t (a int, b text)", "CREATE INDEX ix_a ON t (a)",
+                "CREATE VIEW v AS SELECT a FROM t")
+        execute(server, two, "CREATE TABLE t (b text, a int)", "CREATE INDEX ix_a ON t (a DESC)")
+        diff = catalog.diff_snapshots(catalog.snapshot_of(server, one),
+                                      catalog.snapshot_of(server, two))
+    assert "table public.t: columns ['a', 'b'] in A vs ['b', 'a'] in B" in diff
+    assert "view public.v: only in A" in diff
+    assert any(line.startswith("index public.t.ix_a: definition:") for line in diff), diff
+
+
+# -- rendering helpers -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("statement", [
+    "SELECT 'key:value', ':x', 'a::text', $$ :y $$",
+    "SELECT E'\\\\:z', 'x\\:q' , ':a:b', '%', 'it''s'",
+    "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 WHERE 'a:' || ':b' <> '' $$",
+])
+def test_escaped_statement_reaches_postgresql_verbatim(statement: str) -> None:
+    """op.execute wraps strings in text(): after escaping, SQLAlchemy sends them as written."""
+    compiled = sa.text(escape_binds(statement)).compile(dialect=postgresql.dialect())
+    assert not compiled.params
+    assert str(compiled).replace("%%", "%") == statement
+
+
+def test_python_literals_round_trip() -> None:
+    values = [None, True, 3, -0.1, 1e300, Decimal("1.50"), "it's \\ a \"q\"\n\tline", [1, None],
+              {"a": [1, 2.5, {"b": None}], "c": "x:y", "d": False}, ["a", "b c"]]
+    for value in values:
+        assert ast.literal_eval(py_value(value).replace("Decimal(", "(")) == (
+            str(value) if isinstance(value, Decimal) else value)
+
+
+# -- the sample backend ----------------------------------------------------------------------------
+
+def test_sample_backend_squashes_and_proves_with_zero_differences_including_seed_rows(
+        pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer,
+        tmp_path: Path) -> None:
+    backend = copy_project(BACKEND, project_dir)
+    env = squash_env(pgdata, fresh_db, project_dir, backend)
+    before = folder_state(backend)
+    dbs_before = scratch_databases(server)
+    result, folder = dry_run(env, project_dir, tmp_path)
+    assert result.code == 0, result.err
+    assert folder is not None and "Dry run: proven" in result.out
+    assert folder_state(backend) == before, "a dry run touches nothing in the project"
+    assert scratch_databases(server) == dbs_before
+    report = report_of(folder)
+    assert len(report["proof"]) == 3
+    assert report["captured"]["seed rows"] > 0
+    assert report["captured"]["materialized views"] >= 1
+    assert report["captured"]["views"] >= 8
+    assert report["model_drift"] == []
+    text = squashed_file(folder / "versions").read_text()
+    for expected in ("down_revision = None", "op.bulk_insert(", "CREATE MATERIALIZED VIEW",
+                     "CREATE TRIGGER", "CREATE OR REPLACE FUNCTION", "CREATE SCHEMA audit",
+                     "pg_catalog.setval(", "def downgrade() -> None:"):
+        assert expected in text, expected
+
+    # Independently of the proof: the squashed file and a new run of the chain give the same
+    # schema and as many rows (their values differ where the chain inserted now()).
+    settings = load_settings(project_dir, env)
+    with scratch.scratch_database(server, "chain") as chain, \
+            scratch.scratch_database(server, "squashed") as squashed:
+        AlembicProject(settings, server).upgrade(chain, "head")
+        AlembicProject(settings, server, version_locations=folder / "versions").upgrade(
+            squashed, "head")
+        conn_chain, conn_squashed = server.connect(chain), server.connect(squashed)
+        try:
+            assert catalog.fingerprint(conn_chain) == catalog.fingerprint(conn_squashed)
+            rows = catalog.table_row_counts(conn_chain)
+            assert rows == catalog.table_row_counts(conn_squashed)
+            assert sum(rows.values()) - rows["public.alembic_version"] == report["captured"][
+                "seed rows"]
+        finally:
+            conn_chain.close()
+            conn_squashed.close()
+
+
+def test_squash_replaces_the_versions_directory_and_keeps_the_old_files(
+        pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer) -> None:
+    backend = copy_project(BACKEND, project_dir)
+    versions = versions_of(backend)
+    (versions / "__init__.py").write_text("# kept by the squash\n")
+    (versions / "README.txt").write_text("not a revision\n")
+    env = squash_env(pgdata, fresh_db, project_dir, backend, CONFIRM="squash")
+    settings = load_settings(project_dir, env)
+    old = AlembicProject(settings, server)
+    head = old.heads()[0]
+    count = len(old.revisions())
+    old.upgrade(fresh_db, "head")
+    hashes = backup.migration_files(versions)
+    before_dev = state(server, fresh_db)
+    dbs_before = scratch_databases(server)
+
+    result = run_cli(["squash"], env, cwd=project_dir)
+
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in versions.iterdir() if p.name != "__pycache__") == sorted([
+        "README.txt", "__init__.py", f"{head}_squashed_{count}_revisions.py"])
+    assert (versions / "__init__.py").read_text() == "# kept by the squash\n"
+    new = AlembicProject(settings, server)
+    assert new.heads() == [head]
+    assert [r.down_revision for r in new.revisions()] == [()]
+    # The old files: in the backup and in versions_archived/<timestamp>/, byte for byte.
+    archived = list((versions.parent / "versions_archived").iterdir())
+    assert len(archived) == 1
+    old_files = {k: v for k, v in hashes.items() if k not in ("__init__.py", "README.txt")}
+    assert backup.migration_files(archived[0]) == old_files
+    made = [p for p in (project_dir / "backups").iterdir() if not p.name.startswith(".")]
+    assert len(made) == 1
+    assert backup.migration_files(made[0] / "migrations") == hashes
+    manifest = json.loads((made[0] / "manifest.json").read_text())
+    assert {"squash_report.md", "squash_report.json"} <= set(manifest["files"])
+    assert (made[0] / "squash_report.md").stat().st_mode & 0o777 == 0o600
+    # The development database was at the old head: nothing to do, schema identical.
+    assert "already at the squashed revision" in result.out
+    assert "schema is identical to a fresh build" in result.out
+    assert state(server, fresh_db) == before_dev
+    assert new.current(fresh_db) == [head]
+    assert scratch_databases(server) == dbs_before
+
+
+def test_new_revision_id_prints_the_stamp_line_and_archive_0_keeps_no_copy(
+        pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer) -> None:
+    backend = copy_project(FIXTURES / "rename_column", project_dir)
+    env = squash_env(pgdata, fresh_db, project_dir, backend, CONFIRM="squash",
+                     NEW_REVISION="1", ARCHIVE="0")
+    settings = load_settings(project_dir, env)
+    AlembicProject(settings, server).upgrade(fresh_db, "head")
+    result = run_cli(["squash"], env, cwd=project_dir)
+    assert result.code == 0, result.err
+    new = AlembicProject(settings, server)
+    (rev,) = new.heads()
+    assert rev != "0a0100000003"
+    assert f"stamp --purge {rev}" in result.out
+    assert not (backend / "versions_archived").exists()
+    # Following the printed advice works: the database then sits at the new revision.
+    cfg = Config(str(backend / "alembic.ini"))
+    engine = sa.create_engine(server.sa_url(fresh_db))
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.stamp(cfg, rev, purge=True)
+    finally:
+        engine.dispose()
+    assert new.current(fresh_db) == [rev]
+
+
+def test_a_development_database_behind_head_is_told_what_to_do_or_rebuilt(
+        pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer) -> None:
+    backend = copy_project(FIXTURES / "rename_column", project_dir)
+    env = squash_env(pgdata, fresh_db, project_dir, backend, CONFIRM="squash")
+    settings = load_settings(project_dir, env)
+    AlembicProject(settings, server).upgrade(fresh_db, "0a0100000001")
+    result = run_cli(["squash", "--dry-run"], env, cwd=project_dir)
+    assert result.code == 0, result.err
+    assert "behind the head" in result.out
+    assert "older than the old head 0a0100000003" in result.out
+    assert "version_locations" in result.out
+
+    result = run_cli(["squash"], dict(env, RESET="1"), cwd=project_dir)
+    assert result.code == 0, result.err
+    assert "rebuilt from the squashed revision" in result.out
+    assert AlembicProject(settings, server).current(fresh_db) == ["0a0100000003"]
+    conn = server.connect(fresh_db)
+    try:
+        assert catalog.table_row_counts(conn)["public.people"] == 3  # seed rows included
+    finally:
+        conn.close()
+
+
+def test_interactive_run_asks_for_the_word_and_waits_for_enter(
+        pgdata: Path, fresh_db: str, project_dir: Path) -> None:
+    backend = copy_project(FIXTURES / "merge_revision", project_dir)
+    env = squash_env(pgdata, fresh_db, project_dir, backend)
+    versions = versions_of(backend)
+    before = folder_state(versions)
+
+    cancelled = run_tty(["squash"], env, project_dir, "no\n")
+    assert cancelled.code == 2
+    assert "cancelled: nothing was changed" in one_line_error(cancelled.err)
+    assert folder_state(versions) == before
+    assert not (project_dir / "backups").exists()
+
+    accepted = run_tty(["squash"], env, project_dir, "squash\n\n")
+    assert accepted.code == 0, accepted.err
+    assert "Type 'squash' to squash the migration chain" in accepted.out
+    assert "press Enter to replace the versions directory" in accepted.out
+    assert folder_state(versions) != before
+
+
+def test_without_a_terminal_and_without_confirm_it_refuses_before_doing_anything(
+        pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer) -> None:
+    backend = copy_project(FIXTURES / "rename_column", project_dir)
+    env = squash_env(pgdata, fresh_db, project_dir, backend)
+    before = folder_state(backend)
+    dbs_before = scratch_databases(server)
+    result = run_cli(["squash"], env, cwd=project_dir)
+    assert result.code == 2
+    assert "CONFIRM=squash" in one_line_error(result.err)
+    wrong = run_cli(["squash"], dict(env, CONFIRM="yes"), cwd=project_dir)
+    assert wrong.code == 2 and "does not match" in one_line_error(wrong.err)
+    assert folder_state(backend) == before
+    assert not (project_dir / "backups").exists()
+    assert scratch_databases(server) == dbs_before

@@ -1,0 +1,180 @@
+"""Failure at each step of a real squash: the versions directory stays byte for byte as it
+was, no scratch database is left, and the user gets one clear line and a non-zero exit.
+
+Steps are made to fail for real where a fixture can do it (a revision that raises, two
+heads, Ctrl-C sent to a running dbkit) and by replacing one function otherwise (capture,
+render, the check after the swap); the proof mismatch is a real proof of a damaged file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from backup_helpers import folder_state, one_line_error
+from squash_helpers import copy_project, scratch_databases, squash_env, versions_of
+
+from conftest import BACKEND, FIXTURES, run_cli
+from dbkit import render, squash
+from dbkit.server import EmbeddedServer
+
+
+@pytest.fixture
+def project(pgdata: Path, fresh_db: str, project_dir: Path,
+            server: EmbeddedServer) -> tuple[Path, dict[str, str], dict[str, bytes], set[str]]:
+    """A copy of the rename_column fixture, a confirmed squash's env, and the state before."""
+    backend = copy_project(FIXTURES / "rename_column", project_dir)
+    env = squash_env(pgdata, fresh_db, project_dir, backend, CONFIRM="squash")
+    return backend, env, folder_state(backend), scratch_databases(server)
+
+
+def _unchanged(backend: Path, before: dict[str, bytes], server: EmbeddedServer,
+               dbs_before: set[str]) -> None:
+    assert folder_state(backend) == before
+    assert not [p for p in backend.rglob(".versions.dbkit-*")], "staged folders are removed"
+    assert scratch_databases(server) == dbs_before
+
+
+def _squash_case(case: str, pgdata: Path, fresh_db: str, project_dir: Path,
+                 server: EmbeddedServer) -> str:
+    """A confirmed squash of a fixture that must fail: its stderr, once nothing changed."""
+    backend = copy_project(FIXTURES / case, project_dir)
+    before, dbs_before = folder_state(backend), scratch_databases(server)
+    result = run_cli(["squash"], squash_env(pgdata, fresh_db, project_dir, backend,
+                                            CONFIRM="squash"), cwd=project_dir)
+    assert result.code == 2, result.out + result.err
+    _unchanged(backend, before, server, dbs_before)
+    return result.err
+
+
+def test_a_revision_that_fails_is_named_and_nothing_changes(
+        pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer) -> None:
+    err = _squash_case("broken_chain", pgdata, fresh_db, project_dir, server)
+    # One line naming the revision; the migration's own traceback follows for its author.
+    assert err.splitlines()[0].startswith(
+        "dbkit squash: error: alembic upgrade head failed in revision 0aff00000002: "
+        "DataError: (psycopg2.errors.DivisionByZero) division by zero")
+
+
+def test_two_heads_are_refused_and_named(pgdata: Path, fresh_db: str, project_dir: Path,
+                                         server: EmbeddedServer) -> None:
+    line = one_line_error(_squash_case("two_heads", pgdata, fresh_db, project_dir, server))
+    assert "0afe0000000a (head a)" in line and "0afe0000000b (head b)" in line
+    assert "alembic merge" in line
+    assert not (project_dir / "backups").exists()
+
+
+def test_capture_refuses_what_it_cannot_reproduce(
+        pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer) -> None:
+    err = _squash_case("unsupported", pgdata, fresh_db, project_dir, server)
+    assert one_line_error(err) == (
+        "dbkit squash: error: the chain creates objects dbkit cannot reproduce yet "
+        "(partitioned or inherited table: public.measure, public.measure_2024; rule: "
+        "public.event: no_delete); nothing was changed")
+
+
+def test_render_failure(project, project_dir: Path, server: EmbeddedServer,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    backend, env, before, dbs_before = project
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(render, "render_revision", broken)
+    result = run_cli(["squash"], env, cwd=project_dir)
+    assert result.code == 3
+    assert "No space left on device" in result.err
+    _unchanged(backend, before, server, dbs_before)
+
+
+def test_proof_mismatch_names_what_differs(project, project_dir: Path, server: EmbeddedServer,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A revision that loses one seed row and one index must not get past the proof."""
+    backend, env, before, dbs_before = project
+    real = render.render_revision
+
+    def lossy(*args: object, **kwargs: object) -> str:
+        text = real(*args, **kwargs)
+        text = re.sub(r'\n *\{"id": 3, [^\n]*\},', "", text)
+        return text.replace('op.execute("CREATE INDEX ix_person_name ON public.people USING '
+                            'btree (full_name)")', "")
+
+    monkeypatch.setattr(render, "render_revision", lossy)
+    result = run_cli(["squash"], env, cwd=project_dir)
+    assert result.code == 1
+    assert one_line_error(result.err).startswith(
+        "dbkit squash: error: proof failed: B (new revision) differs from A (old chain)")
+    assert "index public.people.ix_person_name: only in A" in result.err
+    assert "rows of public.people: 3 in A vs 2 in B" in result.err
+    assert "only in A: (3,Grace,)" in result.err
+    reports = list((project_dir / "backups").glob("*/squash_report.md"))
+    assert len(reports) == 1 and "only in A: (3,Grace,)" in reports[0].read_text()
+    _unchanged(backend, before, server, dbs_before)
+
+
+def test_a_downgrade_that_leaves_objects_fails_the_proof(
+        project, project_dir: Path, server: EmbeddedServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    backend, env, before, dbs_before = project
+    real = render.render_revision
+
+    def leaky(*args: object, **kwargs: object) -> str:
+        return real(*args, **kwargs).replace('op.execute("DROP TABLE public.people")', "pass")
+
+    monkeypatch.setattr(render, "render_revision", leaky)
+    result = run_cli(["squash"], env, cwd=project_dir)
+    assert result.code == 1
+    assert "downgrade() leaves objects behind" in one_line_error(result.err)
+    assert "left after downgrade: table public.people: only in downgraded" in result.err
+    _unchanged(backend, before, server, dbs_before)
+
+
+def test_failure_after_the_swap_puts_the_old_versions_back(
+        project, project_dir: Path, server: EmbeddedServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    backend, env, before, dbs_before = project
+    monkeypatch.setattr(squash.AlembicProject, "heads", lambda self: ["somethingelse"])
+    result = run_cli(["squash"], env, cwd=project_dir)
+    assert result.code == 2
+    assert "the old versions were put back" in one_line_error(result.err)
+    assert not (backend / "versions_archived").exists()
+    _unchanged(backend, before, server, dbs_before)
+
+
+def test_ctrl_c_during_the_proof(pgdata: Path, fresh_db: str, project_dir: Path,
+                                 server: EmbeddedServer) -> None:
+    backend = copy_project(BACKEND, project_dir)
+    before, dbs_before = folder_state(backend), scratch_databases(server)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(squash_env(pgdata, fresh_db, project_dir, backend, CONFIRM="squash"))
+    proc = subprocess.Popen([sys.executable, "-m", "dbkit", "squash"], env=env, cwd=project_dir,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    assert proc.stdout is not None
+    while "Building database B from the new revision" not in seen:
+        char = proc.stdout.read(1)
+        assert char, f"dbkit ended before the proof: {seen}{proc.stderr.read()}"  # type: ignore
+        seen += char
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, seen + out + err
+    assert "interrupted" in err
+    _unchanged(backend, before, server, dbs_before)
+
+
+def test_a_swap_killed_between_its_two_renames_is_undone_by_the_next_run(
+        project, project_dir: Path, tmp_path: Path) -> None:
+    backend, env, before, _ = project
+    versions = versions_of(backend)
+    # As a run killed after its first rename leaves it (pid 4194305 cannot be alive).
+    versions.rename(versions.with_name(f".{versions.name}.dbkit-old-4194305"))
+    (backend / f".{versions.name}.dbkit-new-4194305").mkdir()
+    result = run_cli(["squash", "--dry-run"], env, cwd=project_dir)
+    assert result.code == 0, result.err
+    assert f"Put back {versions}" in result.out
+    assert folder_state(backend) == before
