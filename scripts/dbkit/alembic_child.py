@@ -170,18 +170,29 @@ def _validation_facts(
     return facts
 
 
-def _roundtrip(cfg: Config, url: str) -> dict[str, Any]:
-    """upgrade head, downgrade base, upgrade head, each committed; what the downgrade left.
+def _model_diffs(ctx: Any) -> list[dict[str, str | None]] | None:
+    """What autogenerate would change to make the database match the models (None: none)."""
+    metadata = ctx.opts.get("target_metadata")
+    if metadata is None:
+        return None
+    return [record for d in compare_metadata(ctx, metadata)
+            for record in _describe_diff(d, ctx.dialect)]
 
-    One process for the squash proof's round trip instead of three (each start costs the
-    project's imports). The snapshot after the downgrade is dbkit's catalog snapshot.
+
+def _roundtrip(cfg: Config, url: str) -> dict[str, Any]:
+    """upgrade head, downgrade base, upgrade head, each committed; what the downgrade left;
+    then the models compared with the result (``diff``).
+
+    One process for the squash proof's round trip and model check instead of four (each
+    start costs the project's imports). The snapshot after the downgrade is dbkit's.
     """
     from dbkit import catalog
 
     engine = create_engine(url, poolclass=NullPool)
-    result: dict[str, Any] = {"after_downgrade": None, "upgrade_again_error": None}
+    result: dict[str, Any] = {"after_downgrade": None, "upgrade_again_error": None,
+                              "model_diff": None}
     try:
-        for step in ("upgrade", "downgrade", "snapshot", "upgrade again"):
+        for step in ("upgrade", "downgrade", "snapshot", "upgrade again", "diff"):
             with engine.begin() as conn:
                 cfg.attributes["connection"] = conn
                 if step == "upgrade":
@@ -191,11 +202,14 @@ def _roundtrip(cfg: Config, url: str) -> dict[str, Any]:
                 elif step == "snapshot":
                     result["after_downgrade"] = catalog.snapshot(
                         conn.connection.driver_connection)
-                else:
+                elif step == "upgrade again":
                     try:
                         command.upgrade(cfg, "head")
                     except Exception as err:  # noqa: BLE001 - reported after the leftovers
                         result["upgrade_again_error"] = f"{type(err).__name__}: {err}"
+                        break
+                else:
+                    result["model_diff"] = _with_env(cfg, _model_diffs)
     finally:
         engine.dispose()
     return result
@@ -260,14 +274,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                     elif op == "current":
                         data = list(_with_env(cfg, lambda ctx: ctx.get_current_heads()))
                     elif op == "diff":
-                        def diffs(ctx: Any) -> Any:
-                            metadata = ctx.opts.get("target_metadata")
-                            if metadata is None:
-                                return None
-                            return [record for d in compare_metadata(ctx, metadata)
-                                    for record in _describe_diff(d, ctx.dialect)]
-
-                        data = _with_env(cfg, diffs)
+                        data = _with_env(cfg, _model_diffs)
                     else:
                         raise ValueError(f"unknown operation {op}")
             finally:

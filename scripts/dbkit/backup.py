@@ -199,7 +199,11 @@ def current_text(info: dict[str, Any]) -> str:
 def read_project(project: AlembicProject, out: Console, dbname: str | None = None,
                  ) -> dict[str, Any]:
     """Versions dir, heads, history, current; a broken chain is recorded, not fatal."""
-    info = project.backup_info(dbname)
+    return checked_info(project, out, project.backup_info(dbname))
+
+
+def checked_info(project: AlembicProject, out: Console, info: dict[str, Any]) -> dict[str, Any]:
+    """What ``backup_info`` found, its errors masked and said once."""
     hidden = project.server.secrets if project.server else ()
     info["errors"] = [tools.mask(e, hidden) for e in info["errors"]]
     for error in info["errors"]:
@@ -259,17 +263,16 @@ def take_full_backup(
         raise ConfigError(f"FORMAT={fmt!r} is not one of {', '.join(FORMATS)}")
     dbname = dbname or server.dev_db
     project = project or AlembicProject(settings, server)
-    with draft(settings.backup_dir) as d:
-        info = read_project(project, out, dbname)
+    with draft(settings.backup_dir) as d, ThreadPoolExecutor(max_workers=1) as pool:
+        # An Alembic child process takes a moment: it reads the chain while pg_dump works.
+        reading = pool.submit(project.backup_info, dbname)
+        with out.step(f"Dumping {dbname} ({fmt} format) and checking its schema loads"):
+            facts = dump_database(server, d, dbname, fmt)
+        info = checked_info(project, out, reading.result())
         with out.step("Backing up the migrations"):
             copy_migrations(d, Path(info["versions_dir"]))
             d.write("migration_history.txt", info["history"])
             d.write("current_revision.txt", current_text(info))
-        with out.step(f"Dumping {dbname} ({fmt} format)"):
-            facts = dump_database(server, d, dbname, fmt)
-        with out.step("Loading the schema dump into a scratch database (fingerprint)"):
-            facts["schema_fingerprint"] = recreated_fingerprint(
-                server, d.path / "schema.sql", facts.pop("populated_matviews"))
         manifest = _manifest("full", d, settings, info, note)
         manifest.update(facts, database=dbname, mode=server.mode)
         with out.step("Writing checksums"):
@@ -277,12 +280,13 @@ def take_full_backup(
 
 
 def dump_database(server: Server, d: Draft, dbname: str, fmt: str) -> dict[str, Any]:
-    """pg_dump (data, and schema only) with the row counts, all from one snapshot.
+    """pg_dump (data, and schema only) with the row counts, all from one snapshot, and the
+    fingerprint of the schema the dump recreates.
 
     The counts are read in the snapshot both pg_dump runs import, so they describe exactly
-    what the dump holds even while the application keeps writing; they are read while
-    pg_dump works. One connection only holds the snapshot: an error while reading cannot pull
-    it from under pg_dump.
+    what the dump holds even while the application keeps writing. One connection only holds
+    the snapshot: an error while reading cannot pull it from under pg_dump. Everything but
+    the data dump itself happens while that runs.
     """
     version = tools.run(server.tool("pg_dump", ["--version"], dbname), what="pg_dump --version")
     pg_dump_version = version.stdout.decode().strip().split()[-1]
@@ -312,8 +316,12 @@ def dump_database(server: Server, d: Draft, dbname: str, fmt: str) -> dict[str, 
                 matviews = populated_matviews(reader)
             except psycopg2.Error as err:
                 failed = err
-            for job in (data, schema):
-                job.result()  # a pg_dump failure is the better message: raise it first
+            schema.result()
+            if failed is None:
+                schema_fh.flush()
+                fingerprint = pool.submit(recreated_fingerprint, server,
+                                          d.path / "schema.sql", matviews)
+            data.result()  # a pg_dump failure is the better message: raise it first
         if failed is not None:
             first = str(failed).strip().splitlines()[0] if str(failed).strip() else "error"
             raise DbkitError(f"reading {dbname} for the manifest failed: "
@@ -330,8 +338,23 @@ def dump_database(server: Server, d: Draft, dbname: str, fmt: str) -> dict[str, 
         "pg_dump_version": pg_dump_version,
         "dump_format": fmt,
         "row_counts": row_counts,
-        "populated_matviews": matviews,
+        "schema_fingerprint": fingerprint.result(),
     }
+
+
+def _snapshot_session(server: Server, dbname: str, snapshot: str | None = None,
+                      ) -> psycopg2.extensions.connection:
+    """A read-only repeatable-read transaction, in ``snapshot`` if given."""
+    conn = server.connect(dbname, autocommit=False)
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        if snapshot is not None:
+            with conn.cursor() as cur:
+                cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+    except psycopg2.Error as err:
+        conn.close()
+        raise ServerUnreachable(f"lost {server.describe(dbname)}: {str(err).strip()}") from None
+    return conn
 
 
 def populated_matviews(conn: psycopg2.extensions.connection) -> list[str]:
@@ -381,21 +404,6 @@ def _refresh(conn: psycopg2.extensions.connection, matviews: list[str]) -> None:
             raise DbkitError(f"cannot refresh materialized views {', '.join(failed)} in the "
                              "scratch copy of the schema")
         pending = failed
-
-
-def _snapshot_session(server: Server, dbname: str, snapshot: str | None = None,
-                      ) -> psycopg2.extensions.connection:
-    """A read-only repeatable-read transaction, in ``snapshot`` if given."""
-    conn = server.connect(dbname, autocommit=False)
-    try:
-        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-        if snapshot is not None:
-            with conn.cursor() as cur:
-                cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
-    except psycopg2.Error as err:
-        conn.close()
-        raise ServerUnreachable(f"lost {server.describe(dbname)}: {str(err).strip()}") from None
-    return conn
 
 
 # -- verbs ---------------------------------------------------------------------------------

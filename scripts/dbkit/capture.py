@@ -10,89 +10,16 @@ each table and the position of every sequence. Objects that an empty database al
 
 from __future__ import annotations
 
-import heapq
-import json
 import re
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2.extensions
 from psycopg2 import sql
 
-from dbkit import catalog
+from dbkit import catalog, seed
+from dbkit.depend import Graph, Node, NodeId, add_edges, order
 from dbkit.errors import CannotSquash
-
-NodeId = tuple[str, ...]
-
-# Reading order of the revision (ties only: dependencies always win). Indexes and policies
-# follow their table; data comes after the structure, then what must not see the seed
-# inserts (foreign keys, triggers) or needs the rows (materialized views).
-_RANK = {
-    "role": -1, "schema": 0, "extension": 1, "type": 2, "sequence": 3, "function": 4,
-    "table": 5, "index": 5, "policy": 5, "view": 7, "rows": 8, "setval": 9, "constraint": 10,
-    "matview": 11, "matview index": 11, "trigger": 12,
-}
-# Section titles used by the renderer, by node kind.
-SECTIONS = {
-    "role": "roles (server-wide: made if missing, never dropped)", "schema": "schemas",
-    "extension": "extensions", "type": "types", "sequence": "sequences",
-    "function": "functions and procedures", "table": "tables", "index": "tables",
-    "policy": "tables", "view": "views", "rows": "seed rows", "setval": "sequence positions",
-    "constraint": "foreign keys and constraints added after the data",
-    "matview": "materialized views", "matview index": "materialized views",
-    "trigger": "triggers",
-}
-_SESSION = (
-    "SET TimeZone = 'UTC'", "SET DateStyle = 'ISO, YMD'", "SET IntervalStyle = 'postgres'",
-    "SET extra_float_digits = 1", "SET bytea_output = 'hex'",
-)
-
-
-class _JsonNull:
-    """A jsonb value that is JSON ``null`` (as opposed to SQL NULL)."""
-
-    def __repr__(self) -> str:
-        return "JSON_NULL"
-
-
-JSON_NULL = _JsonNull()
-
-
-@dataclass
-class SeedColumn:
-    name: str
-    qname: str  # quoted for SQL
-    type: str  # format_type
-    kind: str  # how the renderer writes values: bool int numeric float text json array raw
-    identity_always: bool = False
-
-
-@dataclass
-class SeedRows:
-    """The rows one table held right after the chain ran, values already in Python form."""
-
-    table: str  # quoted, qualified
-    schema: str
-    name: str
-    columns: list[SeedColumn]
-    rows: list[list[Any]]
-
-
-@dataclass
-class Node:
-    """One object to create: its statements, the statement that drops it, or seed rows."""
-
-    kind: str
-    key: str
-    create: list[str] = field(default_factory=list)
-    drop: str | None = None
-    seed: SeedRows | None = None
-    deps: set[NodeId] = field(default_factory=set)
-
-    @property
-    def id(self) -> NodeId:
-        return (self.kind, self.key)
 
 
 @dataclass
@@ -149,142 +76,6 @@ def _rows(conn: psycopg2.extensions.connection, query: str, args: Any = None) ->
         return cur.fetchall()
 
 
-_OBJECTS = f"""
-SELECT 'pg_namespace'::regclass::oid, n.oid, 'schema', n.nspname, n.nspname, NULL
-  FROM pg_namespace n WHERE {catalog._USER_SCHEMA}
-UNION ALL
-SELECT 'pg_extension'::regclass::oid, e.oid, 'extension', e.extname, NULL, e.extname
-  FROM pg_extension e
-UNION ALL
-SELECT 'pg_class'::regclass::oid, c.oid,
-       CASE WHEN c.relkind IN ('r', 'p') THEN 'table' WHEN c.relkind = 'v' THEN 'view'
-            WHEN c.relkind = 'm' THEN 'matview' WHEN c.relkind = 'c' THEN 'type'
-            WHEN EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                         AND d.objid = c.oid AND d.deptype = 'i') THEN 'identity'
-            ELSE 'sequence' END,
-       n.nspname || '.' || c.relname, n.nspname, c.relname
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p', 'v', 'm', 'c', 'S') AND {catalog._USER_SCHEMA}
-UNION ALL
-SELECT 'pg_class'::regclass::oid, i.indexrelid,
-       CASE WHEN co.oid IS NULL THEN 'index' ELSE 'constraint' END,
-       n.nspname || '.' || t.relname, n.nspname, COALESCE(co.conname, ic.relname)
-  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-  JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
-  LEFT JOIN pg_constraint co ON co.conindid = i.indexrelid AND co.conrelid = i.indrelid
-       AND co.contype IN ('p', 'u', 'x')
- WHERE {catalog._USER_SCHEMA}
-UNION ALL
-SELECT 'pg_type'::regclass::oid, t.oid,
-       CASE WHEN t.typtype IN ('e', 'd', 'r', 'm') THEN 'type' ELSE 'rowtype' END,
-       n.nspname || '.' || t.typname, n.nspname, t.typname
-  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
- WHERE {catalog._USER_SCHEMA} AND (t.typtype IN ('e', 'd', 'r', 'm', 'c'))
-UNION ALL
-SELECT 'pg_proc'::regclass::oid, p.oid, 'function',
-       n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
-       n.nspname, p.proname
-  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {catalog._USER_SCHEMA}
-UNION ALL
-SELECT 'pg_constraint'::regclass::oid, co.oid,
-       CASE WHEN co.conrelid <> 0 THEN 'constraint' ELSE 'type' END,
-       n.nspname || '.' || COALESCE(t.relname, ty.typname), n.nspname,
-       CASE WHEN co.conrelid <> 0 THEN co.conname ELSE ty.typname END
-  FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
-  LEFT JOIN pg_class t ON t.oid = co.conrelid LEFT JOIN pg_type ty ON ty.oid = co.contypid
- WHERE {catalog._USER_SCHEMA}
-UNION ALL
-SELECT 'pg_attrdef'::regclass::oid, ad.oid,
-       CASE WHEN c.relkind = 'v' THEN 'view' ELSE 'table' END,
-       n.nspname || '.' || c.relname, n.nspname, c.relname
-  FROM pg_attrdef ad JOIN pg_class c ON c.oid = ad.adrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
-UNION ALL
-SELECT 'pg_rewrite'::regclass::oid, r.oid,
-       CASE WHEN c.relkind = 'm' THEN 'matview' WHEN c.relkind = 'v' THEN 'view'
-            ELSE 'table' END,
-       n.nspname || '.' || c.relname, n.nspname, c.relname
-  FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
-  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
-UNION ALL
-SELECT 'pg_trigger'::regclass::oid, tg.oid, 'trigger', n.nspname || '.' || c.relname,
-       n.nspname, tg.tgname
-  FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE NOT tg.tgisinternal AND {catalog._USER_SCHEMA}
-UNION ALL
-SELECT 'pg_policy'::regclass::oid, pol.oid, 'policy', n.nspname || '.' || c.relname,
-       n.nspname, pol.polname
-  FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
-"""
-
-# What a pg_type row stands for when it is not a type of its own: a table's row type is the
-# table, an array type is its element type.
-_TYPE_OWNERS = f"""
-SELECT t.oid, t.typrelid, t.typelem
-  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
- WHERE {catalog._USER_SCHEMA} AND (t.typrelid <> 0 OR (t.typelem <> 0 AND t.typlen = -1))
-"""
-
-
-class _Graph:
-    """Catalog objects mapped onto the nodes of the revision, and the edges between them."""
-
-    def __init__(self, conn: psycopg2.extensions.connection) -> None:
-        self.objects: dict[tuple[int, int], tuple[str, ...]] = {}
-        for cls, oid, kind, key, _schema, sub in _rows(conn, _OBJECTS):
-            if kind in ("constraint", "index", "trigger", "policy"):
-                self.objects[(cls, oid)] = (kind, key, sub)
-            else:
-                self.objects[(cls, oid)] = (kind, key)
-        self.pg_class, self.pg_type = _rows(
-            conn, "SELECT 'pg_class'::regclass::oid, 'pg_type'::regclass::oid")[0]
-        self.type_owner = {oid: (rel, elem) for oid, rel, elem in _rows(conn, _TYPE_OWNERS)}
-        self.identity_owner = {
-            oid: refoid for oid, refoid in _rows(conn, """
-                SELECT objid, refobjid FROM pg_depend
-                WHERE classid = 'pg_class'::regclass AND refclassid = 'pg_class'::regclass
-                  AND deptype = 'i' AND objsubid = 0 AND refobjsubid > 0""")
-        }
-        ext_name = dict(_rows(conn, "SELECT oid, extname FROM pg_extension"))
-        self.member_of = {
-            (cls, oid): ext_name[ext] for cls, oid, ext in _rows(conn, """
-                SELECT classid, objid, refobjid FROM pg_depend
-                WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'""")
-        }
-        self.depend = _rows(conn, """
-            SELECT classid, objid, refclassid, refobjid, deptype FROM pg_depend
-            WHERE deptype IN ('n', 'a', 'i')""")
-
-    def resolve(self, cls: int, oid: int) -> NodeId | None:
-        """The node a catalog object belongs to (None: a system object)."""
-        if (cls, oid) in self.member_of:
-            return ("extension", self.member_of[(cls, oid)])
-        if cls == self.pg_type and oid in self.type_owner:
-            rel, elem = self.type_owner[oid]
-            node = self.resolve(self.pg_class, rel) if rel else self.resolve(cls, elem)
-            if node is not None:
-                return node
-        if cls == self.pg_class and oid in self.identity_owner:
-            return self.resolve(cls, self.identity_owner[oid])
-        return self.objects.get((cls, oid))
-
-    def edges(self) -> set[tuple[NodeId, NodeId]]:
-        """(dependent, dependency) pairs between distinct nodes."""
-        found = set()
-        for cls, oid, refcls, refoid, deptype in self.depend:
-            a, b = self.resolve(cls, oid), self.resolve(refcls, refoid)
-            if a is None or b is None or a == b:
-                continue
-            # A sequence OWNED BY a column is created before its table (the table's default
-            # uses it); the ownership itself is set after the table.
-            if deptype == "a" and a[0] == "sequence" and b[0] == "table":
-                continue
-            found.add((a, b))
-        return found
-
-
 # -- the capture ------------------------------------------------------------------------------
 
 def capture(
@@ -301,16 +92,16 @@ def capture(
     vt_key = f"{version_table[0] or _first_schema(conn)}.{version_table[1]}"
     with catalog.qualified_names(conn):
         with conn.cursor() as cur:
-            for stmt in _SESSION:
+            for stmt in seed.SESSION:
                 cur.execute(stmt)
         snap = catalog.snapshot(conn)
         q = Quoter(conn)
         _refuse_unsupported(snap, vt_key)
-        graph = _Graph(conn)
+        graph = Graph(conn)
         builder = _Builder(conn, snap, baseline, q, vt_key)
         nodes = builder.build()
-        _add_edges(nodes, graph)
-        ordered = _order(nodes)
+        add_edges(nodes, graph)
+        ordered = order(nodes)
         counts = builder.counts()
     return Capture(nodes=ordered, counts=counts, snapshot=snap)
 
@@ -755,9 +546,9 @@ class _Builder:
             node.deps.add(("table", key))
 
     def _seed(self, key: str, table: dict[str, Any]) -> None:
-        seed = read_rows(self.conn, self.names[key], table, self.q)
-        if seed is not None:
-            self.add("rows", key, []).seed = seed
+        rows = seed.read_rows(self.conn, self.names[key], table, self.q.ident)
+        if rows is not None:
+            self.add("rows", key, []).seed = rows
 
     # -- views -----------------------------------------------------------------------------
     def _views(self) -> None:
@@ -881,7 +672,7 @@ def _column_grants(conn: psycopg2.extensions.connection, key: str, name: str,
 
 def _regname(key: str) -> str:
     schema, _, name = key.partition(".")
-    return '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
+    return seed.regclass_name(schema, name)
 
 
 def _oid(conn: psycopg2.extensions.connection, catalog_name: str, key: str) -> int:
@@ -902,227 +693,3 @@ def _role(conn: psycopg2.extensions.connection, oid: int) -> str:
                      (oid,))[0][0])
 
 
-# -- seed rows --------------------------------------------------------------------------------
-
-_INT_TYPES = {"smallint", "integer", "bigint"}
-_TEXT_TYPES = ("text", "character varying", "character", "name", "citext")
-
-
-def _value_kind(type_name: str, type_kind: str, elem_kind: str | None) -> str:
-    """How a column's values are written in the revision (see ``render``)."""
-    base = re.sub(r"\(.*\)", "", type_name)
-    if type_name == "boolean":
-        return "bool"
-    if type_name in _INT_TYPES:
-        return "int"
-    if base == "numeric":
-        return "numeric"
-    if type_name in ("double precision", "real"):
-        return "float"
-    if type_name == "jsonb":
-        return "jsonb"
-    if base.startswith(_TEXT_TYPES) and not base.endswith("[]") or type_kind == "e":
-        return "text"
-    if base.endswith("[]") and elem_kind in ("int", "text"):
-        return f"{elem_kind} array"
-    return "raw"
-
-
-def read_rows(conn: psycopg2.extensions.connection, names: tuple[str, str],
-              table: dict[str, Any], q: Quoter) -> SeedRows | None:
-    """The rows of one table as Python values that round-trip exactly (None: empty table).
-
-    Values are read in PostgreSQL's text form (session settings fixed in ``_SESSION``) and
-    turned into Python only where that is lossless; the rest stays text, which the server
-    reads back into the same value.
-    """
-    schema, name = names
-    regname = _regname(f"{schema}.{name}")
-    ident = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(ident))
-        if cur.fetchone()[0] == 0:
-            return None
-        cur.execute("""
-            SELECT a.attname, t.typtype, et.typtype, format_type(t.typelem, NULL)
-            FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-            LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typlen = -1
-            WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
-              AND a.attgenerated = ''
-            ORDER BY a.attnum""", (regname,))
-        meta = {row[0]: row[1:] for row in cur.fetchall()}
-        cur.execute("""
-            SELECT a.attname FROM pg_index i
-            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-            WHERE i.indrelid = %s::regclass AND i.indisprimary
-            ORDER BY array_position(i.indkey::int2[], a.attnum)""", (regname,))
-        pkey = [row[0] for row in cur.fetchall()]
-    columns: list[SeedColumn] = []
-    for col in table["columns"]:
-        if col["name"] not in meta:
-            continue  # generated columns compute themselves
-        typtype, elem_typtype, elem_type = meta[col["name"]]
-        elem_kind = None
-        if elem_typtype and elem_typtype != "e":
-            elem_kind = "int" if elem_type in _INT_TYPES else (
-                "text" if elem_type in ("text", "character varying") else None)
-        columns.append(SeedColumn(
-            name=col["name"], qname=q.ident(col["name"]), type=col["type"],
-            kind=_value_kind(col["type"], typtype, elem_kind),
-            identity_always=col["identity"] == "always",
-        ))
-    select = sql.SQL(", ").join(
-        sql.SQL("src.{}::text").format(sql.Identifier(c.name)) for c in columns)
-    # A stable order: by primary key when there is one, else by every column's text.
-    if pkey:
-        order = sql.SQL(", ").join(sql.SQL("src.{}").format(sql.Identifier(c)) for c in pkey)
-    else:
-        order = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(columns)))
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT {} FROM {} AS src ORDER BY {}").format(select, ident, order))
-        texts = cur.fetchall()
-    rows = [[_value(c.kind, v) for c, v in zip(columns, row, strict=True)] for row in texts]
-    for i, col in enumerate(columns):
-        if col.kind == "jsonb":
-            if all(_json_exact(r[i]) for r in rows if r[i] is not None):
-                for r in rows:
-                    if r[i] is not None:
-                        r[i] = json.loads(r[i])
-                        r[i] = JSON_NULL if r[i] is None else r[i]
-            else:
-                col.kind = "raw"  # a number would not survive Python floats: keep the text
-        elif col.kind.endswith("array") and any(isinstance(r[i], str) for r in rows):
-            col.kind = "raw"  # one value needs PostgreSQL's own spelling: all of them do
-            for r, text in zip(rows, texts, strict=True):
-                r[i] = text[i]
-    return SeedRows(table=q.qual(schema, name), schema=schema, name=name,
-                    columns=columns, rows=rows)
-
-
-def _value(kind: str, text: str | None) -> Any:
-    if text is None:
-        return None
-    if kind == "bool":
-        return text == "true"
-    if kind == "int":
-        return int(text)
-    if kind == "numeric":
-        return Decimal(text) if text not in ("NaN", "Infinity", "-Infinity") else text
-    if kind == "float":
-        value = float(text)
-        return value if value == value and abs(value) != float("inf") else text
-    if kind.endswith("array"):
-        return _array(text, kind)
-    return text
-
-
-def _json_exact(text: str) -> bool:
-    """Whether the JSON survives a trip through Python: every float prints back the same."""
-    ok = True
-
-    def check(token: str) -> float:
-        nonlocal ok
-        value = float(token)
-        if repr(value) != token:
-            ok = False
-        return value
-
-    json.loads(text, parse_float=check)
-    return ok
-
-
-def _array(text: str, kind: str) -> Any:
-    """A one-dimensional int/text array as a Python list; anything harder stays as text."""
-    if not (text.startswith("{") and text.endswith("}")) or "{" in text[1:-1]:
-        return text
-    inner = text[1:-1]
-    if inner == "":
-        return []
-    if kind == "int array":
-        items = inner.split(",")
-        return [None if i == "NULL" else int(i) for i in items]
-    if '"' in inner or "\\" in inner:
-        return text  # quoted elements: keep PostgreSQL's own spelling
-    return [None if i == "NULL" else i for i in inner.split(",")]
-
-
-# -- ordering ---------------------------------------------------------------------------------
-
-def _add_edges(nodes: dict[NodeId, Node], graph: _Graph) -> None:
-    """Dependencies from pg_depend, mapped onto the nodes, plus the data-phase rules."""
-    alias: dict[NodeId, NodeId] = {}
-    for node_id in list(nodes):
-        kind, key = node_id
-        if kind == "constraint":
-            table, cname = key.rsplit(".", 1)
-            alias[("constraint", table, cname)] = node_id
-        elif kind in ("index", "matview index", "trigger", "policy"):
-            table, sub = key.rsplit(".", 1)
-            alias[(kind.split()[-1], table, sub)] = node_id
-
-    def find(raw: NodeId) -> NodeId | None:
-        if raw in nodes:
-            return raw
-        if raw in alias:
-            return alias[raw]
-        if raw[0] in ("constraint", "index", "trigger", "policy") and len(raw) == 3:
-            # Inline constraint or constraint index: part of its table (or matview).
-            for kind in ("table", "matview"):
-                if (kind, raw[1]) in nodes:
-                    return (kind, raw[1])
-        if raw[0] == "rowtype":
-            for kind in ("table", "view", "matview", "type"):
-                if (kind, raw[1]) in nodes:
-                    return (kind, raw[1])
-        return None
-
-    for a_raw, b_raw in graph.edges():
-        a, b = find(a_raw), find(b_raw)
-        if a is not None and b is not None and a != b:
-            nodes[a].deps.add(b)
-    rows = [n.id for n in nodes.values() if n.kind == "rows"]
-    for node in nodes.values():
-        if node.kind == "rows":
-            node.deps.add(("table", node.key))
-        if node.kind in ("constraint", "trigger", "matview", "setval"):
-            # Foreign keys and triggers must not see the seed inserts; materialized views
-            # are filled from the seeded tables.
-            node.deps.update(rows)
-        if node.kind in ("trigger", "index", "matview index"):
-            table = node.key.rsplit(".", 1)[0]
-            for kind in ("table", "view", "matview"):
-                if (kind, table) in nodes:
-                    node.deps.add((kind, table))
-    for node in nodes.values():
-        node.deps = {d for d in node.deps if d in nodes and d != node.id}
-
-
-def _priority(node: Node) -> tuple:
-    if node.kind in ("index", "policy", "matview index"):
-        table = node.key.rsplit(".", 1)[0]
-        return (_RANK[node.kind], table, 1, node.key)
-    return (_RANK[node.kind], node.key, 0, "")
-
-
-def _order(nodes: dict[NodeId, Node]) -> list[Node]:
-    """Dependencies first; among the ready ones, the reading order of ``_RANK``."""
-    waiting = {nid: set(n.deps) for nid, n in nodes.items()}
-    dependents: dict[NodeId, list[NodeId]] = {nid: [] for nid in nodes}
-    for nid, deps in waiting.items():
-        for dep in deps:
-            dependents[dep].append(nid)
-    ready = [(_priority(nodes[nid]), nid) for nid, deps in waiting.items() if not deps]
-    heapq.heapify(ready)
-    ordered: list[Node] = []
-    while ready:
-        _, nid = heapq.heappop(ready)
-        ordered.append(nodes[nid])
-        for other in dependents[nid]:
-            waiting[other].discard(nid)
-            if not waiting[other]:
-                heapq.heappush(ready, (_priority(nodes[other]), other))
-    if len(ordered) != len(nodes):
-        stuck = sorted(f"{k} {n}" for (k, n), deps in waiting.items() if deps)
-        raise CannotSquash("objects depend on each other in a cycle dbkit cannot order: "
-                           + ", ".join(stuck[:8]))
-    return ordered

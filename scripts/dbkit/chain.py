@@ -125,7 +125,9 @@ class AlembicProject:
         self._run("stamp", revision, dbname=dbname)
 
     def roundtrip(self, dbname: str) -> dict[str, Any]:
-        """upgrade head, downgrade base (snapshot of what is left), upgrade head; one process."""
+        """upgrade head, downgrade base (``after_downgrade``: a snapshot of what is left),
+        upgrade head (``upgrade_again_error``), then ``model_diff`` as ``model_diff()``
+        would give it; all in one process."""
         return dict(self._run("roundtrip", dbname=dbname)["data"])
 
     def current(self, dbname: str) -> list[str]:

@@ -158,11 +158,15 @@ def require_intact(backup: Backup, *, only: str | None = None) -> None:
     """BackupCorrupt naming the first bad file (all of them in the detail)."""
     problems = check_files(backup, only=only)
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise BackupCorrupt(
-            f"backup {backup.name} is damaged: {problems[0]}{more}; nothing was changed",
+            f"backup {backup.name} is damaged: {summary(problems)}; nothing was changed",
             detail="\n".join(problems),
         )
+
+
+def summary(problems: list[str]) -> str:
+    """The first problem for the one-line message, and how many more the detail lists."""
+    return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
 
 
 def backup_names(backup_dir: Path) -> list[str]:

@@ -36,8 +36,8 @@ class ProofResult:
 
     new_install_seconds: float = 0.0
     checks: list[str] = field(default_factory=list)
-    snapshot: catalog.Snapshot | None = None  # of B: what the squashed revision builds
-    alongside: Any = None
+    snapshot: catalog.Snapshot | None = None  # what the squashed revision builds
+    model_diff: list[dict[str, Any]] | None = None  # the models vs that (None: no models)
 
 
 def normalise_dump(text: str) -> list[str]:
@@ -191,14 +191,13 @@ def prove(
     baseline: catalog.Snapshot,
     version_key: str,
     out: Console,
-    alongside: Callable[[], Any] | None = None,
 ) -> ProofResult:
     """B ← the new revision; C ← the new revision, downgraded to base and upgraded again.
 
-    Both must be identical to A (and the downgrade must leave nothing but Alembic's version
-    table). B and C are built at the same time, with ``alongside`` (the model check) next to
-    them: three processes, so the proof costs little more than one build. B and C must be
-    empty on entry. Raises ProofFailed naming every difference.
+    Both must be identical to A, and the downgrade must leave nothing but Alembic's version
+    table. B is built alone (its time is reported), then C's round trip (which also compares
+    the models with the result, as `alembic check` would) runs while A and B are compared.
+    B and C must be empty on entry. Raises ProofFailed naming every difference.
     """
     result = ProofResult()
     pool = ThreadPoolExecutor(max_workers=3)
@@ -209,9 +208,8 @@ def prove(
             built_b = pool.submit(_timed, new.upgrade, b, "head")
             state_a = pool.submit(read_state, server, a, version_key)
             result.new_install_seconds = _built(built_b)
-        with out.step("Comparing A with B; meanwhile C: up, down to base, up again"):
+        with out.step("Comparing A with B; meanwhile C: up, down to base, up, models"):
             cycle = pool.submit(new.roundtrip, c)
-            side = pool.submit(alongside) if alongside else None
             problems = differences(server, state_a.result(), read_state(server, b, version_key))
             _fail_if(problems, "B (new revision) differs from A (old chain)")
             result.checks.append(
@@ -230,8 +228,7 @@ def prove(
             _fail_if(problems, "after downgrade and upgrade again, C differs from A")
             result.checks.append("upgrade() after downgrade() identical to A again")
             result.snapshot = state_c.snapshot
-        if side is not None:
-            result.alongside = side.result()
+            result.model_diff = roundtrip["model_diff"]
     except BaseException:
         # Ctrl-C or a failure: do not wait for the builds; dropping their databases ends them.
         pool.shutdown(wait=False, cancel_futures=True)

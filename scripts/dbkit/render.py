@@ -14,12 +14,24 @@ from decimal import Decimal
 from typing import Any
 
 from dbkit import __version__
-from dbkit.capture import JSON_NULL, SECTIONS, Capture, Node, SeedRows
+from dbkit.capture import Capture
+from dbkit.depend import Node
+from dbkit.seed import JSON_NULL, SeedRows
 
 # SQLAlchemy's text() reads ``:name`` as a bind parameter and turns ``\:`` into ``:``. A
 # backslash before exactly those colons makes the statement run as written.
 _NEEDS_ESCAPE = re.compile(r"(?:(?<![:\w\\])(?=:\w+(?![:\w]))|(?<=\\)(?=:\w*(?![:\w])))")
 _INDENT = "    "
+# Section titles, by node kind (see ``depend`` for the order).
+SECTIONS = {
+    "role": "roles (server-wide: made if missing, never dropped)", "schema": "schemas",
+    "extension": "extensions", "type": "types", "sequence": "sequences",
+    "function": "functions and procedures", "table": "tables", "index": "tables",
+    "policy": "tables", "view": "views", "rows": "seed rows", "setval": "sequence positions",
+    "constraint": "foreign keys and constraints added after the data",
+    "matview": "materialized views", "matview index": "materialized views",
+    "trigger": "triggers",
+}
 
 _SA_TYPES = {
     "boolean": "sa.Boolean()", "smallint": "sa.SmallInteger()", "integer": "sa.Integer()",

@@ -17,6 +17,7 @@ import shutil
 import stat
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg2
@@ -175,14 +176,14 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
     ask(out, word="restore", given=confirm, what=f"replace {dbname} with backup {chosen.name}")
 
     previous = None
-    with project_lock(settings, "restore-full"):
+    with project_lock(settings, "restore-full"), ThreadPoolExecutor(max_workers=1) as pool:
         checkpoint("locked")
         swept = scratch.sweep_stale(server)
         if swept:
             out.say(f"Dropped {len(swept)} scratch databases left by interrupted runs")
-        versions_dir = Path(project.backup_info()["versions_dir"])
-        sweep_staged(versions_dir)
         checkpoint("swept")
+        # An Alembic child process takes a moment: it finds the versions dir meanwhile.
+        reading = pool.submit(project.backup_info)
         with out.step(f"Checking the checksums of {len(chosen.manifest['files'])} files"):
             require_intact(chosen)
         require_loadable(chosen, server)
@@ -191,6 +192,8 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
             checkpoint("scratch-created")
             trial_restore(server, chosen, out, loaded)
             checkpoint("scratch-loaded")
+            versions_dir = Path(reading.result()["versions_dir"])
+            sweep_staged(versions_dir)
             same = migration_files(versions_dir) == backup_migrations(chosen)
             _save_current(settings, server, out, project, chosen, exists=exists, same=same)
             checkpoint("safety-backup-done")

@@ -353,18 +353,15 @@ def _build_and_prove(settings: Settings, server: Server, project: AlembicProject
         outcome.file, outcome.file_size = path, path.stat().st_size
     new = AlembicProject(settings, server, version_locations=staged)
     _, b, c = ready(3)
-    # A and B are proven identical, so the models are compared with A while B and C
-    # are being built (what `alembic check` would say about the squashed schema).
     proof = prove.prove(server, new, a=a, b=b, c=c, baseline=baseline,
-                        version_key=version_key, out=out,
-                        alongside=lambda: project.model_diff(a))
+                        version_key=version_key, out=out)
     landed_b = read_versions(server, b, {outcome.revision})
     if landed_b != (version_key, [outcome.revision]):
         raise ProofFailed(f"proof failed: B is at {landed_b[1]} in {landed_b[0]}, not at "
                           f"{outcome.revision} in {version_key}")
     outcome.new_revision_seconds = proof.new_install_seconds
     outcome.checks = proof.checks
-    outcome.drift = proof.alongside
+    outcome.drift = proof.model_diff
     outcome.b_snapshot = proof.snapshot
 
 
@@ -421,10 +418,10 @@ def _replaced(plan: Plan) -> render.Replaced:
 
 
 def _review(out: Console, outcome: Outcome) -> None:
-    out.result("")
-    out.result(f"Proven: {outcome.file} ({outcome.file_size:,} bytes)")
-    for kind, count in outcome.counts.items():
-        out.result(f"  {kind:<28} {count}")
+    """The proven file and what it holds, then Enter (on a terminal) before the swap."""
+    main = ("tables", "views", "materialized views", "functions", "triggers", "seed rows")
+    held = ", ".join(f"{outcome.counts[k]} {k}" for k in main if outcome.counts.get(k))
+    out.result(f"Proven: {outcome.file} ({outcome.file_size:,} bytes): {held}")
     out.pause("Review it, then press Enter to replace the versions directory "
               "(Ctrl-C: nothing is changed) ")
 

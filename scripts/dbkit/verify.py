@@ -18,6 +18,7 @@ from dbkit.manifest import (
     Backup,
     check_files,
     choose_backup,
+    summary,
     write_manifest,
 )
 from dbkit.server import Server, get_server
@@ -148,9 +149,8 @@ def trial_restore(server: Server, backup: Backup, out: Console, dbname: str) -> 
         problems = compare_with_manifest(server, dbname, backup.manifest)
     if problems:
         raise BackupCorrupt(
-            f"backup {backup.name} restores to something else than it recorded: {problems[0]}"
-            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-            + "; nothing was changed",
+            f"backup {backup.name} restores to something else than it recorded: "
+            f"{summary(problems)}; nothing was changed",
             detail="\n".join(problems),
         )
 
@@ -179,7 +179,7 @@ def verify_backup(server: Server | None, backup: Backup, out: Console) -> list[s
     return problems
 
 
-def backup_verify(settings: Settings, out: Console, *, backup: str = "") -> int:
+def backup_verify(settings: Settings, out: Console, *, backup: str = "") -> None:
     """Check a backup: checksums, archive listing, test restore compared with its manifest."""
     chosen = choose_backup(settings.backup_dir, out, backup, kinds=("full", "migrations"),
                            action="verify")
@@ -197,10 +197,8 @@ def backup_verify(settings: Settings, out: Console, *, backup: str = "") -> int:
     write_manifest(chosen.path, chosen.manifest)
     if problems:
         raise BackupCorrupt(
-            f"backup {chosen.name} FAILED verification: {problems[0]}"
-            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+            f"backup {chosen.name} FAILED verification: {summary(problems)}",
             detail="\n".join(problems),
         )
     what = "checksums, archive and test restore" if chosen.kind == "full" else "checksums"
     out.result(f"Backup {chosen.name} is good ({what} checked); recorded in its manifest")
-    return 0

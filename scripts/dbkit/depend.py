@@ -1,0 +1,268 @@
+"""Which captured object needs which, and the order the revision creates them in.
+
+``pg_depend`` is mapped onto the revision's nodes (a column default that calls a function,
+a view on a view, an index on an expression, a function returning a table's row type, ...),
+a few rules are added for the data (seed rows before foreign keys and triggers, materialized
+views filled after the rows), and the nodes are sorted so that each comes after what it
+needs, in a readable order otherwise.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+import psycopg2.extensions
+
+from dbkit import catalog
+from dbkit.errors import CannotSquash
+from dbkit.seed import SeedRows
+
+NodeId = tuple[str, ...]
+
+# Reading order of the revision (ties only: dependencies always win). Indexes and policies
+# follow their table; data comes after the structure, then what must not see the seed
+# inserts (foreign keys, triggers) or needs the rows (materialized views).
+_RANK = {
+    "role": -1, "schema": 0, "extension": 1, "type": 2, "sequence": 3, "function": 4,
+    "table": 5, "index": 5, "policy": 5, "view": 7, "rows": 8, "setval": 9, "constraint": 10,
+    "matview": 11, "matview index": 11, "trigger": 12,
+}
+
+
+@dataclass
+class Node:
+    """One object to create: its statements, the statement that drops it, or seed rows."""
+
+    kind: str
+    key: str
+    create: list[str] = field(default_factory=list)
+    drop: str | None = None
+    seed: SeedRows | None = None
+    deps: set[NodeId] = field(default_factory=set)
+
+    @property
+    def id(self) -> NodeId:
+        return (self.kind, self.key)
+
+
+def _rows(conn: psycopg2.extensions.connection, query: str) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(query)
+        return cur.fetchall()
+
+
+_OBJECTS = f"""
+SELECT 'pg_namespace'::regclass::oid, n.oid, 'schema', n.nspname, n.nspname, NULL
+  FROM pg_namespace n WHERE {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_extension'::regclass::oid, e.oid, 'extension', e.extname, NULL, e.extname
+  FROM pg_extension e
+UNION ALL
+SELECT 'pg_class'::regclass::oid, c.oid,
+       CASE WHEN c.relkind IN ('r', 'p') THEN 'table' WHEN c.relkind = 'v' THEN 'view'
+            WHEN c.relkind = 'm' THEN 'matview' WHEN c.relkind = 'c' THEN 'type'
+            WHEN EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                         AND d.objid = c.oid AND d.deptype = 'i') THEN 'identity'
+            ELSE 'sequence' END,
+       n.nspname || '.' || c.relname, n.nspname, c.relname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'c', 'S') AND {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_class'::regclass::oid, i.indexrelid,
+       CASE WHEN co.oid IS NULL THEN 'index' ELSE 'constraint' END,
+       n.nspname || '.' || t.relname, n.nspname, COALESCE(co.conname, ic.relname)
+  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+  JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+  LEFT JOIN pg_constraint co ON co.conindid = i.indexrelid AND co.conrelid = i.indrelid
+       AND co.contype IN ('p', 'u', 'x')
+ WHERE {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_type'::regclass::oid, t.oid,
+       CASE WHEN t.typtype IN ('e', 'd', 'r', 'm') THEN 'type' ELSE 'rowtype' END,
+       n.nspname || '.' || t.typname, n.nspname, t.typname
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE {catalog._USER_SCHEMA} AND (t.typtype IN ('e', 'd', 'r', 'm', 'c'))
+UNION ALL
+SELECT 'pg_proc'::regclass::oid, p.oid, 'function',
+       n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       n.nspname, p.proname
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_constraint'::regclass::oid, co.oid,
+       CASE WHEN co.conrelid <> 0 THEN 'constraint' ELSE 'type' END,
+       n.nspname || '.' || COALESCE(t.relname, ty.typname), n.nspname,
+       CASE WHEN co.conrelid <> 0 THEN co.conname ELSE ty.typname END
+  FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
+  LEFT JOIN pg_class t ON t.oid = co.conrelid LEFT JOIN pg_type ty ON ty.oid = co.contypid
+ WHERE {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_attrdef'::regclass::oid, ad.oid,
+       CASE WHEN c.relkind = 'v' THEN 'view' ELSE 'table' END,
+       n.nspname || '.' || c.relname, n.nspname, c.relname
+  FROM pg_attrdef ad JOIN pg_class c ON c.oid = ad.adrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_rewrite'::regclass::oid, r.oid,
+       CASE WHEN c.relkind = 'm' THEN 'matview' WHEN c.relkind = 'v' THEN 'view'
+            ELSE 'table' END,
+       n.nspname || '.' || c.relname, n.nspname, c.relname
+  FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_trigger'::regclass::oid, tg.oid, 'trigger', n.nspname || '.' || c.relname,
+       n.nspname, tg.tgname
+  FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE NOT tg.tgisinternal AND {catalog._USER_SCHEMA}
+UNION ALL
+SELECT 'pg_policy'::regclass::oid, pol.oid, 'policy', n.nspname || '.' || c.relname,
+       n.nspname, pol.polname
+  FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
+"""
+
+# What a pg_type row stands for when it is not a type of its own: a table's row type is the
+# table, an array type is its element type.
+_TYPE_OWNERS = f"""
+SELECT t.oid, t.typrelid, t.typelem
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE {catalog._USER_SCHEMA} AND (t.typrelid <> 0 OR (t.typelem <> 0 AND t.typlen = -1))
+"""
+
+
+class Graph:
+    """Catalog objects mapped onto the nodes of the revision, and the edges between them."""
+
+    def __init__(self, conn: psycopg2.extensions.connection) -> None:
+        self.objects: dict[tuple[int, int], tuple[str, ...]] = {}
+        for cls, oid, kind, key, _schema, sub in _rows(conn, _OBJECTS):
+            if kind in ("constraint", "index", "trigger", "policy"):
+                self.objects[(cls, oid)] = (kind, key, sub)
+            else:
+                self.objects[(cls, oid)] = (kind, key)
+        self.pg_class, self.pg_type = _rows(
+            conn, "SELECT 'pg_class'::regclass::oid, 'pg_type'::regclass::oid")[0]
+        self.type_owner = {oid: (rel, elem) for oid, rel, elem in _rows(conn, _TYPE_OWNERS)}
+        self.identity_owner = {
+            oid: refoid for oid, refoid in _rows(conn, """
+                SELECT objid, refobjid FROM pg_depend
+                WHERE classid = 'pg_class'::regclass AND refclassid = 'pg_class'::regclass
+                  AND deptype = 'i' AND objsubid = 0 AND refobjsubid > 0""")
+        }
+        ext_name = dict(_rows(conn, "SELECT oid, extname FROM pg_extension"))
+        self.member_of = {
+            (cls, oid): ext_name[ext] for cls, oid, ext in _rows(conn, """
+                SELECT classid, objid, refobjid FROM pg_depend
+                WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'""")
+        }
+        self.depend = _rows(conn, """
+            SELECT classid, objid, refclassid, refobjid, deptype FROM pg_depend
+            WHERE deptype IN ('n', 'a', 'i')""")
+
+    def resolve(self, cls: int, oid: int) -> NodeId | None:
+        """The node a catalog object belongs to (None: a system object)."""
+        if (cls, oid) in self.member_of:
+            return ("extension", self.member_of[(cls, oid)])
+        if cls == self.pg_type and oid in self.type_owner:
+            rel, elem = self.type_owner[oid]
+            node = self.resolve(self.pg_class, rel) if rel else self.resolve(cls, elem)
+            if node is not None:
+                return node
+        if cls == self.pg_class and oid in self.identity_owner:
+            return self.resolve(cls, self.identity_owner[oid])
+        return self.objects.get((cls, oid))
+
+    def edges(self) -> set[tuple[NodeId, NodeId]]:
+        """(dependent, dependency) pairs between distinct nodes."""
+        found = set()
+        for cls, oid, refcls, refoid, deptype in self.depend:
+            a, b = self.resolve(cls, oid), self.resolve(refcls, refoid)
+            if a is None or b is None or a == b:
+                continue
+            # A sequence OWNED BY a column is created before its table (the table's default
+            # uses it); the ownership itself is set after the table.
+            if deptype == "a" and a[0] == "sequence" and b[0] == "table":
+                continue
+            found.add((a, b))
+        return found
+
+
+def add_edges(nodes: dict[NodeId, Node], graph: Graph) -> None:
+    """Dependencies from pg_depend, mapped onto the nodes, plus the data-phase rules."""
+    alias: dict[NodeId, NodeId] = {}
+    for node_id in list(nodes):
+        kind, key = node_id
+        if kind == "constraint":
+            table, cname = key.rsplit(".", 1)
+            alias[("constraint", table, cname)] = node_id
+        elif kind in ("index", "matview index", "trigger", "policy"):
+            table, sub = key.rsplit(".", 1)
+            alias[(kind.split()[-1], table, sub)] = node_id
+
+    def find(raw: NodeId) -> NodeId | None:
+        if raw in nodes:
+            return raw
+        if raw in alias:
+            return alias[raw]
+        if raw[0] in ("constraint", "index", "trigger", "policy") and len(raw) == 3:
+            # Inline constraint or constraint index: part of its table (or matview).
+            for kind in ("table", "matview"):
+                if (kind, raw[1]) in nodes:
+                    return (kind, raw[1])
+        if raw[0] == "rowtype":
+            for kind in ("table", "view", "matview", "type"):
+                if (kind, raw[1]) in nodes:
+                    return (kind, raw[1])
+        return None
+
+    for a_raw, b_raw in graph.edges():
+        a, b = find(a_raw), find(b_raw)
+        if a is not None and b is not None and a != b:
+            nodes[a].deps.add(b)
+    rows = [n.id for n in nodes.values() if n.kind == "rows"]
+    for node in nodes.values():
+        if node.kind == "rows":
+            node.deps.add(("table", node.key))
+        if node.kind in ("constraint", "trigger", "matview", "setval"):
+            # Foreign keys and triggers must not see the seed inserts; materialized views
+            # are filled from the seeded tables.
+            node.deps.update(rows)
+        if node.kind in ("trigger", "index", "matview index"):
+            table = node.key.rsplit(".", 1)[0]
+            for kind in ("table", "view", "matview"):
+                if (kind, table) in nodes:
+                    node.deps.add((kind, table))
+    for node in nodes.values():
+        node.deps = {d for d in node.deps if d in nodes and d != node.id}
+
+
+def _priority(node: Node) -> tuple:
+    if node.kind in ("index", "policy", "matview index"):
+        table = node.key.rsplit(".", 1)[0]
+        return (_RANK[node.kind], table, 1, node.key)
+    return (_RANK[node.kind], node.key, 0, "")
+
+
+def order(nodes: dict[NodeId, Node]) -> list[Node]:
+    """Dependencies first; among the ready ones, the reading order of ``_RANK``."""
+    waiting = {nid: set(n.deps) for nid, n in nodes.items()}
+    dependents: dict[NodeId, list[NodeId]] = {nid: [] for nid in nodes}
+    for nid, deps in waiting.items():
+        for dep in deps:
+            dependents[dep].append(nid)
+    ready = [(_priority(nodes[nid]), nid) for nid, deps in waiting.items() if not deps]
+    heapq.heapify(ready)
+    ordered: list[Node] = []
+    while ready:
+        _, nid = heapq.heappop(ready)
+        ordered.append(nodes[nid])
+        for other in dependents[nid]:
+            waiting[other].discard(nid)
+            if not waiting[other]:
+                heapq.heappush(ready, (_priority(nodes[other]), other))
+    if len(ordered) != len(nodes):
+        stuck = sorted(f"{k} {n}" for (k, n), deps in waiting.items() if deps)
+        raise CannotSquash("objects depend on each other in a cycle dbkit cannot order: "
+                           + ", ".join(stuck[:8]))
+    return ordered
