@@ -160,3 +160,18 @@ def test_psql_opens_a_session_on_the_development_database(
                      input="SELECT 'in ' || current_database();\n")
     assert proc.returncode == 0, proc.stderr
     assert f"in {env['POSTGRES_DB']}" in proc.stdout
+
+
+def test_upgrade_creates_a_missing_development_database(
+    env: dict[str, str], project_dir: Path, server: EmbeddedServer
+) -> None:
+    from dbkit import scratch
+
+    name = scratch.scratch_name("missing")
+    try:
+        res = run_cli(["upgrade"], {**env, "POSTGRES_DB": name}, cwd=project_dir)
+        assert res.code == 0, res.err
+        assert f"Created database {name}" in res.out
+        assert _has_table(server, name, "genes")
+    finally:
+        scratch.drop_database(server, name)

@@ -6,6 +6,7 @@ import os
 
 from dbkit.chain import AlembicProject
 from dbkit.console import Console
+from dbkit.scratch import create_database
 from dbkit.server import DockerServer, EmbeddedServer, get_server
 from dbkit.settings import Settings
 
@@ -47,6 +48,9 @@ def upgrade(settings: Settings, out: Console, *, revision: str = "head") -> None
     server = get_server(settings)
     server.ensure_running(out)
     project = AlembicProject(settings, server)
+    if not server.database_exists(server.dev_db):
+        create_database(server, server.dev_db)
+        out.say(f"Created database {server.dev_db}")
     with out.step(f"Upgrading {server.dev_db} to {revision}"):
         project.upgrade(server.dev_db, revision)
     out.result(f"{server.dev_db} is at {', '.join(project.current(server.dev_db)) or 'base'}")
