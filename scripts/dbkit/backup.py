@@ -316,12 +316,13 @@ def dump_database(server: Server, d: Draft, dbname: str, fmt: str) -> dict[str, 
                 matviews = populated_matviews(reader)
             except psycopg2.Error as err:
                 failed = err
-            schema.result()
-            if failed is None:
-                schema_fh.flush()
+            schema_error = schema.exception()
+            if failed is None and schema_error is None:
                 fingerprint = pool.submit(recreated_fingerprint, server,
                                           d.path / "schema.sql", matviews)
-            data.result()  # a pg_dump failure is the better message: raise it first
+            data.result()  # the data dump's failure is the better message: raise it first
+            if schema_error is not None:
+                raise schema_error
         if failed is not None:
             first = str(failed).strip().splitlines()[0] if str(failed).strip() else "error"
             raise DbkitError(f"reading {dbname} for the manifest failed: "
