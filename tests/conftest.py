@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,12 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def pgdata(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("server") / "pgdata"
+def pgdata() -> Iterator[Path]:
+    # Not under pytest's basetemp: concurrent pytest runs prune each other's old basetemps,
+    # which would pull the data directory from under a running server.
+    root = Path(tempfile.mkdtemp(prefix="dbkit-test-server-"))
+    yield root / "pgdata"
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -175,3 +175,91 @@ def test_upgrade_creates_a_missing_development_database(
         assert _has_table(server, name, "genes")
     finally:
         scratch.drop_database(server, name)
+
+
+def _broken_env_py(tmp_path: Path) -> Path:
+    backend = copy_backend(tmp_path / "backend")
+    env_py = backend / "alembic" / "env.py"
+    env_py.write_text(env_py.read_text().replace(
+        "config = context.config\n",
+        "config = context.config\nraise RuntimeError('boom in env.py')\n", 1))
+    return backend
+
+
+def test_a_failing_env_py_is_one_line_and_its_traceback_only_with_debug(
+    env: dict[str, str], project_dir: Path, tmp_path: Path
+) -> None:
+    user_env = {**env, "BACKEND_DIR": str(_broken_env_py(tmp_path))}
+    plain = run_dbkit(["current"], user_env, cwd=project_dir)
+    assert plain.returncode == 2
+    assert plain.stderr == "dbkit current: error: alembic current failed: RuntimeError: " \
+                           "boom in env.py\n"
+    debug = run_dbkit(["--debug", "current"], user_env, cwd=project_dir)
+    assert debug.returncode != 0
+    assert "Traceback" in debug.stderr and "env.py" in debug.stderr
+
+
+def test_migrations_that_need_autocommit_run_as_with_plain_alembic(
+    env: dict[str, str], project_dir: Path, tmp_path: Path, server: EmbeddedServer
+) -> None:
+    backend = copy_backend(tmp_path / "backend")
+    (backend / "alembic" / "versions" / "eeee00000001_concurrent_index.py").write_text(
+        '"""concurrent index"""\n'
+        "from alembic import op\n\n"
+        'revision = "eeee00000001"\ndown_revision = "0a9d4c2e8f61"\n'
+        "branch_labels = None\ndepends_on = None\n\n\n"
+        "def upgrade() -> None:\n"
+        "    with op.get_context().autocommit_block():\n"
+        '        op.execute("CREATE INDEX CONCURRENTLY ix_genes_created ON genes (created_at)")\n'
+        "\n\ndef downgrade() -> None:\n"
+        '    op.execute("DROP INDEX ix_genes_created")\n'
+    )
+    res = run_cli(["upgrade"], {**env, "BACKEND_DIR": str(backend)}, cwd=project_dir)
+    assert res.code == 0, res.err
+    assert _has_table(server, env["POSTGRES_DB"], "ix_genes_created")
+
+
+def test_an_option_variable_of_another_verb_does_not_break_this_one(
+    env: dict[str, str], project_dir: Path
+) -> None:
+    res = run_cli(["current"], {**env, "JSON": "pretty", "REVISION": "abc123"}, cwd=project_dir)
+    assert res.code == 0, res.err
+    res = run_cli(["validate"], {**env, "JSON": "pretty"}, cwd=project_dir)
+    assert res.code == 2 and "JSON='pretty' is not a yes/no value" in res.err
+
+
+def test_current_names_a_revision_that_is_not_in_the_chain(
+    env: dict[str, str], project_dir: Path, server: EmbeddedServer
+) -> None:
+    assert run_cli(["upgrade"], env, cwd=project_dir).code == 0
+    conn = server.connect(env["POSTGRES_DB"])
+    with conn.cursor() as cur:
+        cur.execute("UPDATE alembic_version SET version_num = 'deadbeef0000'")
+    conn.close()
+    res = run_cli(["current"], env, cwd=project_dir)
+    assert res.out.strip() == "deadbeef0000 (not in this chain: newer, deleted or squashed)"
+
+
+def test_confirm_cannot_be_faked_through_the_environment(
+    env: dict[str, str], project_dir: Path, server: EmbeddedServer
+) -> None:
+    _mark(server, env["POSTGRES_DB"])
+    res = run_cli(["reset"], {**env, "CONFIRM": "--yes"}, cwd=project_dir)
+    assert res.code == 2 and "does not match" in res.err
+    assert _has_table(server, env["POSTGRES_DB"], "precious")
+
+
+def test_reset_leaves_no_old_copy_behind(env: dict[str, str], project_dir: Path,
+                                         server: EmbeddedServer) -> None:
+    before = _all_databases(server)
+    assert run_cli(["reset", "--yes"], env, cwd=project_dir).code == 0
+    assert _all_databases(server) == before
+
+
+def _all_databases(server: EmbeddedServer) -> set[str]:
+    conn = server.connect("postgres")
+    with conn.cursor() as cur:
+        cur.execute("SELECT datname FROM pg_database")
+        names = {r[0] for r in cur.fetchall()}
+    conn.close()
+    return names

@@ -245,3 +245,73 @@ def test_wrong_password_is_reported_without_it(server: EmbeddedServer, tmp_path:
 def test_embedded_binaries_come_from_the_wheel() -> None:
     found = embedded_bin_dir()
     assert found is not None and (found / "pg_dump").is_file()
+
+
+def test_url_options_such_as_sslmode_are_kept_everywhere(
+    server: EmbeddedServer, fresh_db: str, tmp_path: Path
+) -> None:
+    url = (f"postgresql://postgres@/{fresh_db}?host={server.socket_dir}"
+           "&sslmode=prefer&options=-csearch_path%3Daudit")
+    s = load_settings(tmp_path, {"DB_MODE": "url", "DATABASE_URL": url}, env_file=NO_FILE)
+    srv = get_server(s)
+    assert "sslmode=prefer" in srv.url()
+    inv = srv.tool("psql", ["-Atc", "SHOW search_path"])
+    assert inv.env["PGSSLMODE"] == "prefer"
+    assert subprocess.run(**_tool_kwargs(inv)).stdout.strip() == "audit"
+    conn = srv.connect()
+    with conn.cursor() as cur:
+        cur.execute("SHOW search_path")
+        assert cur.fetchone()[0] == "audit"
+    conn.close()
+
+
+def test_masking_hides_passwords_without_garbling_text() -> None:
+    from dbkit.tools import mask
+
+    assert mask("postgresql://kidney_user:postgres@db/x", ["postgres"]) == (
+        "postgresql://kidney_user:***@db/x")
+    assert mask("password authentication failed for user a", ["a"]) == (
+        "password authentication failed for user ***")
+    assert mask("Embedded PostgreSQL already running", ["a"]) == (
+        "Embedded PostgreSQL already running")
+    assert mask("postgresql://u:S3cr%23t%40x@h/db", ["S3cr#t@x"]) == "postgresql://u:***@h/db"
+
+
+def test_a_symlinked_socket_directory_is_refused(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "pgdata"  # too long for a socket path
+    s = load_settings(tmp_path, {"DB_MODE": "embedded", "PGDATA_DIR": str(deep)},
+                      env_file=NO_FILE)
+    srv = EmbeddedServer(s)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    srv.socket_dir.symlink_to(victim)
+    try:
+        res = run_cli(["up"], {"DB_MODE": "embedded", "PGDATA_DIR": str(deep)}, cwd=tmp_path)
+        assert res.code == 2
+        assert "is not a private directory of the server's user" in res.err
+        assert victim.stat().st_uid == os.geteuid() and not any(victim.iterdir())
+    finally:
+        srv.socket_dir.unlink()
+
+
+def test_a_directory_that_is_not_a_cluster_is_never_taken_over(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    res = run_cli(["up"], {"DB_MODE": "embedded", "PGDATA_DIR": str(home)}, cwd=tmp_path)
+    assert res.code == 2 and "is not empty and is not a PostgreSQL data directory" in res.err
+    assert home.stat().st_uid == os.geteuid()
+
+
+def test_pgdata_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    res = run_cli(["up"], {"DB_MODE": "embedded", "PGDATA_DIR": str(afile)}, cwd=tmp_path)
+    assert res.code == 2 and "exists and is not a directory" in res.err
+
+
+def test_no_server_is_started_before_the_alembic_config_is_checked(tmp_path: Path) -> None:
+    env = {"DB_MODE": "embedded", "PGDATA_DIR": str(tmp_path / "pg")}
+    res = run_cli(["current"], env, cwd=tmp_path)
+    assert res.code == 2 and "BACKEND_DIR" in res.err
+    assert not (tmp_path / "pg").exists()

@@ -248,14 +248,17 @@ def test_interactive_run_asks_for_the_word_and_waits_for_enter(
 
     cancelled = run_tty(["squash"], env, project_dir, "no\n")
     assert cancelled.code == 2
-    assert "cancelled: nothing was changed" in one_line_error(cancelled.err)
+    # The question goes to stderr (so `> log` still shows it), then the one error line.
+    prompt = "Type 'squash' to squash the migration chain: "
+    assert cancelled.err.startswith(prompt)
+    assert "cancelled: nothing was changed" in one_line_error(cancelled.err[len(prompt):])
     assert folder_state(versions) == before
     assert not (project_dir / "backups").exists()
 
     accepted = run_tty(["squash"], env, project_dir, "squash\n\n")
     assert accepted.code == 0, accepted.err
-    assert "Type 'squash' to squash the migration chain" in accepted.out
-    assert "press Enter to replace the versions directory" in accepted.out
+    assert "Type 'squash' to squash the migration chain" in accepted.err
+    assert "press Enter to replace the versions directory" in accepted.err
     assert folder_state(versions) != before
 
 

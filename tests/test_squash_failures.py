@@ -87,8 +87,8 @@ def test_render_failure(project, project_dir: Path, server: EmbeddedServer,
 
     monkeypatch.setattr(render, "render_revision", broken)
     result = run_cli(["squash"], env, cwd=project_dir)
-    assert result.code == 3
-    assert "No space left on device" in result.err
+    assert result.code == 2
+    assert one_line_error(result.err) == "dbkit squash: error: No space left on device"
     _unchanged(backend, before, server, dbs_before)
 
 

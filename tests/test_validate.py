@@ -24,44 +24,46 @@ from dbkit.settings import load_settings
 
 BASE = FIXTURES / "validate_base"
 HEAD = "c3_gene_location"
+# The JSON report's keys, whatever the outcome (in sync, drift, could not check).
+REPORT_KEYS = {"ok", "error", "database", "revision", "differences", "counts", "registry", "notes"}
 
 # (case, SQL that makes the drift, the line validate must print)
 DRIFTS = [
     ("missing table", "DROP TABLE sources",
-     "table sources: database has no such table, app expects a table of 4 columns"),
+     "table public.sources: database has no such table, app expects a table of 4 columns"),
     ("extra table", "CREATE TABLE gene_notes (id int)",
-     "table gene_notes: database has a table of 1 column, app declares no such table"),
+     "table public.gene_notes: database has a table of 1 column, app declares no such table"),
     ("missing column", "ALTER TABLE sources DROP COLUMN url",
-     "column sources.url: database has no such column, app expects VARCHAR(200)"),
+     "column public.sources.url: database has no such column, app expects VARCHAR(200)"),
     ("extra column", "ALTER TABLE sources ADD COLUMN legacy int",
-     "column sources.legacy: database has INTEGER, app declares no such column"),
+     "column public.sources.legacy: database has INTEGER, app declares no such column"),
     ("column type", "ALTER TABLE sources ALTER COLUMN name TYPE varchar(100)",
-     "column sources.name: database has VARCHAR(100), app expects VARCHAR(50)"),
+     "column public.sources.name: database has VARCHAR(100), app expects VARCHAR(50)"),
     ("nullability", "ALTER TABLE sources ALTER COLUMN url SET NOT NULL",
-     "column sources.url: database has NOT NULL, app expects NULL"),
+     "column public.sources.url: database has NOT NULL, app expects NULL"),
     ("default", "ALTER TABLE genes ALTER COLUMN status SET DEFAULT 'retired'",
-     "column genes.status: database has DEFAULT 'retired'::character varying, "
+     "column public.genes.status: database has DEFAULT 'retired'::character varying, "
      "app expects DEFAULT 'active'"),
     ("enum labels", "ALTER TYPE source_kind ADD VALUE 'curated'",
-     "type source_kind: database has ENUM ('panel', 'literature', 'curated'), "
+     "type public.source_kind: database has ENUM ('panel', 'literature', 'curated'), "
      "app expects ENUM ('panel', 'literature')"),
     ("table comment", "COMMENT ON TABLE sources IS 'where from'",
-     "table sources: database has a comment, app expects no comment"),
+     "table public.sources: database has a comment, app expects no comment"),
     ("column comment", "COMMENT ON COLUMN sources.url IS 'where'",
-     "column sources.url: database has comment 'where', app expects no comment"),
+     "column public.sources.url: database has comment 'where', app expects no comment"),
     ("missing index", "DROP INDEX ix_genes_symbol",
-     "index genes.ix_genes_symbol: database has no such index, app expects INDEX (symbol)"),
+     "index public.genes.ix_genes_symbol: database has no such index, app expects INDEX (symbol)"),
     ("missing unique constraint", "ALTER TABLE genes DROP CONSTRAINT uq_genes_hgnc_id",
-     "unique constraint genes.uq_genes_hgnc_id: database has no such unique constraint, "
+     "unique constraint public.genes.uq_genes_hgnc_id: database has no such unique constraint, "
      "app expects UNIQUE (hgnc_id)"),
     ("missing foreign key", "ALTER TABLE evidence DROP CONSTRAINT fk_evidence_gene_id_genes",
-     "foreign key evidence.fk_evidence_gene_id_genes: database has no such foreign key, "
+     "foreign key public.evidence.fk_evidence_gene_id_genes: database has no such foreign key, "
      "app expects FOREIGN KEY (gene_id) REFERENCES genes (id) ON DELETE CASCADE"),
     ("changed foreign key action",
      "ALTER TABLE evidence DROP CONSTRAINT fk_evidence_gene_id_genes; "
      "ALTER TABLE evidence ADD CONSTRAINT fk_evidence_gene_id_genes FOREIGN KEY (gene_id) "
      "REFERENCES genes (id) ON DELETE SET NULL",
-     "foreign key evidence.fk_evidence_gene_id_genes: database has FOREIGN KEY (gene_id) "
+     "foreign key public.evidence.fk_evidence_gene_id_genes: database has FOREIGN KEY (gene_id) "
      "REFERENCES genes (id) ON DELETE SET NULL, app expects FOREIGN KEY (gene_id) "
      "REFERENCES genes (id) ON DELETE CASCADE"),
     ("missing view", "DROP VIEW audit.recent_changes",
@@ -103,11 +105,15 @@ DRIFTS = [
      "public.sources FOR EACH ROW EXECUTE FUNCTION set_…, app declares no such trigger"),
     ("missing migration-only table", "DROP TABLE import_log",
      "table public.import_log: database has no such table, app expects a migration-only table"),
+    ("table in another schema", "CREATE SCHEMA other; CREATE TABLE other.t (id int)",
+     "table other.t: database has a table of 1 column, app declares no such table"),
+    ("view in another schema", "CREATE SCHEMA other; CREATE VIEW other.v AS SELECT 1 AS one",
+     "view other.v: database has SELECT 1 AS one;, app declares no such view"),
     ("unknown revision", "UPDATE alembic_version SET version_num = 'ffffffffffff'",
-     "revision alembic_version: database has ffffffffffff (not in this chain: newer, deleted "
-     "or squashed), app expects c3_gene_location (head)"),
+     "revision public.alembic_version: database has ffffffffffff (not in this chain: newer, "
+     "deleted or squashed), app expects c3_gene_location (head)"),
     ("no alembic_version", "DROP TABLE alembic_version",
-     "revision alembic_version: database has no alembic_version table, "
+     "revision public.alembic_version: database has no public.alembic_version table, "
      "app expects c3_gene_location (head)"),
 ]
 
@@ -138,6 +144,17 @@ def copy(server: EmbeddedServer, at_head: str) -> Iterator[str]:
         scratch.drop_database(server, name)
 
 
+@pytest.fixture
+def reader(server: EmbeddedServer, copy: str) -> Iterator[str]:
+    """A login role of this test's own, with no privileges but PUBLIC's."""
+    role = f"dbkit_reader_{copy.rsplit('_', 1)[-1]}"
+    _sql(server, copy, f"CREATE ROLE {role} LOGIN")
+    try:
+        yield role
+    finally:
+        _sql(server, copy, f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
 def _env(pgdata: Path, db: str, project_dir: Path, backend: Path = BASE, **extra: str
          ) -> dict[str, str]:
     return base_env(pgdata, db, project_dir, BACKEND_DIR=str(backend), **extra)
@@ -150,6 +167,11 @@ def _sql(server: EmbeddedServer, db: str, statements: str) -> None:
             cur.execute(statements)
     finally:
         conn.close()
+
+
+def _project(tmp_path: Path, base: Path = BASE) -> Path:
+    """A private copy of a fixture project, to break."""
+    return shutil.copytree(base, tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def _lines(out: str) -> list[str]:
@@ -176,7 +198,7 @@ def test_each_drift_is_one_line_and_exit_1(
     lines = _lines(result.out)
     assert line in lines, result.out
     kind = next(k for k in reversed(KINDS) if line.startswith(k + " "))
-    assert lines[-1] == f"Drift: 1 difference (1 {kind}) in {copy}", result.out  # nothing else
+    assert lines[-1] == f"Drift in {copy}: 1 difference ({kind}: 1)", result.out  # nothing else
     assert result.err == ""
 
 
@@ -187,11 +209,12 @@ def test_database_behind_head(copy: str, server: EmbeddedServer, pgdata: Path,
     result = run_cli(["validate"], env, cwd=project_dir)
     assert result.code == 1
     lines = _lines(result.out)
-    assert ("revision alembic_version: database has b2_objects, 1 revision behind, "
+    assert ("revision public.alembic_version: database has b2_objects, 1 revision behind, "
             f"app expects {HEAD} (head)") in lines
     # What the missing revision would have added is reported too.
-    assert "column genes.location: database has no such column, app expects VARCHAR(100)" in lines
-    assert lines[-1] == f"Drift: 2 differences (1 revision, 1 column) in {copy}"
+    assert ("column public.genes.location: database has no such column, app expects "
+            "VARCHAR(100)") in lines
+    assert lines[-1] == f"Drift in {copy}: 2 differences (revision: 1, column: 1)"
     # Groups come in a fixed order: the revision first.
     assert lines.index("Revision") < lines.index("Columns")
 
@@ -206,14 +229,14 @@ def test_renamed_column_breaks_the_declared_view(copy: str, server: EmbeddedServ
     assert ("view public.gene_evidence_counts: database has SELECT g.id AS gene_id, "
             "g.gene_symbol AS symbol, count(e.id) AS evidence_count FROM (genes…, app expects "
             "a definition PostgreSQL rejects here (column g.symbol does not exist)") in lines
-    assert ("column genes.symbol: database has no such column, app expects VARCHAR(50) NOT NULL"
-            in lines)
-    assert ("index genes.ix_genes_symbol: database has INDEX (gene_symbol), app expects "
+    assert ("column public.genes.symbol: database has no such column, app expects VARCHAR(50) "
+            "NOT NULL") in lines
+    assert ("index public.genes.ix_genes_symbol: database has INDEX (gene_symbol), app expects "
             "INDEX (symbol)") in lines
 
 
 def test_several_heads(copy: str, pgdata: Path, tmp_path: Path) -> None:
-    project = shutil.copytree(BASE, tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    project = _project(tmp_path)
     (project / "versions" / "d4_branch.py").write_text(
         '"""a second head"""\n\nrevision = "d4_branch"\ndown_revision = "b2_objects"\n'
         "branch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    pass\n\n\n"
@@ -221,8 +244,9 @@ def test_several_heads(copy: str, pgdata: Path, tmp_path: Path) -> None:
     )
     result = run_cli(["validate"], _env(pgdata, copy, tmp_path, project), cwd=tmp_path)
     assert result.code == 1
-    assert ("revision alembic_version: database has c3_gene_location, app expects one head, but "
-            "the project has 2 (c3_gene_location, d4_branch): merge them") in _lines(result.out)
+    assert ("revision public.alembic_version: database has c3_gene_location, app expects one "
+            "head, but the project has 2 (c3_gene_location, d4_branch): merge them"
+            ) in _lines(result.out)
 
 
 def test_json_output_has_stable_keys(copy: str, server: EmbeddedServer, pgdata: Path,
@@ -232,14 +256,13 @@ def test_json_output_has_stable_keys(copy: str, server: EmbeddedServer, pgdata: 
     result = run_cli(["validate"], env, cwd=project_dir)
     assert result.code == 1
     report = json.loads(result.out)  # nothing but the JSON on stdout
-    assert set(report) == {"ok", "database", "revision", "differences", "counts", "registry",
-                           "notes"}
-    assert report["ok"] is False
+    assert set(report) == REPORT_KEYS
+    assert report["ok"] is False and report["error"] is None
     assert report["database"] == copy
     assert report["revision"] == {"status": "in sync", "database": [HEAD], "heads": [HEAD],
                                   "behind": 0}
     assert report["differences"] == [
-        {"kind": "index", "object": "genes.ix_genes_symbol", "problem": "missing",
+        {"kind": "index", "object": "public.genes.ix_genes_symbol", "problem": "missing",
          "database": None, "app": "INDEX (symbol)"},
         {"kind": "view", "object": "public.stale", "problem": "extra",
          "database": "SELECT 1 AS one;", "app": None},
@@ -256,9 +279,50 @@ def test_json_in_sync(copy: str, pgdata: Path, project_dir: Path) -> None:
     assert report["counts"]["total"] == 0
 
 
+@pytest.mark.parametrize("case", ["registry typo", "no such database"])
+def test_json_when_it_cannot_check(case: str, copy: str, pgdata: Path,
+                                   project_dir: Path) -> None:
+    # CI parses stdout: it gets the report's keys and the error, not an empty stream.
+    db, extra = (copy, {"APP_OBJECTS": "app.db.nothing"}) if case == "registry typo" else (
+        "no_such_db", {})
+    result = run_cli(["validate", "--json"], _env(pgdata, db, project_dir, **extra),
+                     cwd=project_dir)
+    assert result.code == 2
+    report = json.loads(result.out)
+    assert set(report) == REPORT_KEYS
+    assert report["ok"] is False and report["differences"] == [] and report["database"] == db
+    assert result.err == f"dbkit validate: error: {report['error']}\n"
+    assert ("no such module" if case == "registry typo" else "does not exist") in report["error"]
+
+
+def test_squash_and_validate_see_the_same_model_drift(
+    copy: str, server: EmbeddedServer, pgdata: Path, project_dir: Path
+) -> None:
+    # The squash checks the models with AlembicProject.model_diff; validate must agree with
+    # it, enum labels included.
+    _sql(server, copy, "ALTER TYPE source_kind ADD VALUE 'curated'; DROP INDEX ix_genes_symbol")
+    env = _env(pgdata, copy, project_dir, JSON="1")
+    squash_sees = AlembicProject(load_settings(project_dir, env), server).model_diff(copy)
+    report = json.loads(run_cli(["validate"], env, cwd=project_dir).out)
+    assert squash_sees is not None
+    assert (sorted(r["object"] for r in squash_sees)
+            == sorted(d["object"] for d in report["differences"])
+            == ["public.genes.ix_genes_symbol", "public.source_kind"])
+
+
+def test_extension_objects_and_empty_schemas_are_not_drift(
+    copy: str, server: EmbeddedServer, pgdata: Path, project_dir: Path
+) -> None:
+    # An extension brings views of its own; a schema with nothing in it holds no drift.
+    _sql(server, copy, "CREATE SCHEMA ext; CREATE EXTENSION pg_buffercache SCHEMA ext; "
+                       "CREATE SCHEMA spare")
+    result = run_cli(["validate"], _env(pgdata, copy, project_dir), cwd=project_dir)
+    assert result.code == 0, result.out
+
+
 def test_app_that_does_not_import_exits_2_in_one_line(copy: str, pgdata: Path,
                                                        tmp_path: Path) -> None:
-    project = shutil.copytree(BASE, tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    project = _project(tmp_path)
     with (project / "app" / "models.py").open("a") as f:
         f.write("\nraise RuntimeError('models are broken')\n")
     env = _env(pgdata, copy, tmp_path, project)
@@ -274,27 +338,120 @@ def test_app_that_does_not_import_exits_2_in_one_line(copy: str, pgdata: Path,
     assert 'app/models.py", line' in debug.stderr  # the child's own traceback, not just ours
 
 
+@pytest.mark.parametrize("path", ["env.py", "app/models.py"])
+def test_syntax_error_is_placed_in_the_app_file(path: str, copy: str, pgdata: Path,
+                                                 tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    text = (project / path).read_text().rstrip("\n") + "\n\ndef broken(:\n"
+    (project / path).write_text(text)
+    result = run_cli(["validate"], _env(pgdata, copy, tmp_path, project), cwd=tmp_path)
+    assert result.code == 2
+    head = (f"dbkit validate: error: the app in {project} does not load (env.py or its models): "
+            "SyntaxError: ")
+    assert result.err.startswith(head), result.err
+    # Not "<frozen importlib._bootstrap>": the file and line the developer has to fix.
+    assert result.err.endswith(
+        f" ({path}, line {text.count(chr(10))}); --debug shows the traceback\n"), result.err
+    assert "<" not in result.err
+
+
+def test_a_refusal_of_the_database_is_not_a_broken_app(
+    copy: str, reader: str, server: EmbeddedServer, pgdata: Path, project_dir: Path
+) -> None:
+    # This role may not read alembic_version: env.py and the models are fine.
+    url = f"postgresql://{reader}@/{copy}?host={server.socket_dir}"
+    env = _env(pgdata, copy, project_dir, DB_MODE="url", DATABASE_URL=url)
+    result = run_cli(["validate"], env, cwd=project_dir)
+    assert result.code == 2
+    assert result.err == (f"dbkit validate: error: cannot read the database {copy}: "
+                          "InsufficientPrivilege: permission denied for table alembic_version\n")
+
+
+def test_role_without_temporary_objects_is_one_plain_line(
+    copy: str, reader: str, server: EmbeddedServer, pgdata: Path, project_dir: Path
+) -> None:
+    _sql(server, copy, f"GRANT SELECT ON alembic_version TO {reader}; "
+                       f"REVOKE TEMPORARY ON DATABASE {copy} FROM PUBLIC")
+    url = f"postgresql://{reader}@/{copy}?host={server.socket_dir}"
+    env = _env(pgdata, copy, project_dir, DB_MODE="url", DATABASE_URL=url)
+    result = run_cli(["validate"], env, cwd=project_dir)
+    assert result.code == 2
+    assert result.err == (
+        f"dbkit validate: error: could not compare definitions in {copy}: this role cannot "
+        f'create temporary objects (permission denied to create temporary tables in database '
+        f'"{copy}")\n')
+
+
 def test_malformed_registry_exits_2(copy: str, pgdata: Path, tmp_path: Path) -> None:
-    project = shutil.copytree(BASE, tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    project = _project(tmp_path)
     with (project / "app" / "db" / "objects.py").open("a") as f:
         f.write("\nTRIGGERS = {'genes.trg': 'CREATE TRIGGER ...'}\n")
     result = run_cli(["validate"], _env(pgdata, copy, tmp_path, project), cwd=tmp_path)
     assert result.code == 2
-    assert ("the objects registry app.db.objects does not load: RegistryError: "
-            "app.db.objects.TRIGGERS: 'genes.trg' is not schema.table.trigger") in result.err
+    assert result.err == (
+        "dbkit validate: error: the objects registry app.db.objects is not usable: "
+        "app.db.objects.TRIGGERS: 'genes.trg' is not schema.table.trigger\n")
 
 
-def test_project_without_registry_says_so_and_checks_models(
-    copy: str, server: EmbeddedServer, pgdata: Path, project_dir: Path
+def test_project_without_the_default_registry_says_so_and_checks_models(
+    copy: str, server: EmbeddedServer, pgdata: Path, tmp_path: Path
 ) -> None:
+    project = _project(tmp_path)
+    # The app keeps its Alembic hooks, but under another name than the default registry's.
+    (project / "app" / "db" / "objects.py").rename(project / "app" / "db" / "hooks.py")
+    env_py = project / "env.py"
+    env_py.write_text(env_py.read_text().replace("app.db.objects", "app.db.hooks"))
     _sql(server, copy, "ALTER TABLE sources ADD COLUMN legacy int")
-    env = _env(pgdata, copy, project_dir, APP_OBJECTS="app.no_registry_here")
-    result = run_cli(["validate"], env, cwd=project_dir)
-    assert result.code == 1
+    result = run_cli(["validate"], _env(pgdata, copy, tmp_path, project), cwd=tmp_path)
+    assert result.code == 1, result.err
     lines = _lines(result.out)
     assert ("Not checked: views, functions and triggers (no objects registry "
-            "app.no_registry_here in the app; APP_OBJECTS names it)") in lines
-    assert "column sources.legacy: database has INTEGER, app declares no such column" in lines
+            "app.db.objects in the app; APP_OBJECTS names it)") in lines
+    assert "column public.sources.legacy: database has INTEGER, app declares no such column" \
+        in lines
+
+
+@pytest.mark.parametrize(("value", "line"), [
+    ("app.db.nothing", "APP_OBJECTS=app.db.nothing: no such module in the app in {project} "
+                       "(leave APP_OBJECTS empty to skip the registry checks)"),
+    ("os", "the objects registry os is not usable: os defines none of SCHEMAS, VIEWS, "
+           "MATERIALIZED_VIEWS, FUNCTIONS, TRIGGERS, MIGRATION_ONLY_TABLES: is APP_OBJECTS the "
+           "app's objects registry?"),
+], ids=["no such module", "not a registry"])
+def test_app_objects_that_names_no_registry_exits_2(
+    value: str, line: str, copy: str, pgdata: Path, project_dir: Path
+) -> None:
+    # A typo must not quietly switch half of the checks off.
+    env = _env(pgdata, copy, project_dir, APP_OBJECTS=value)
+    result = run_cli(["validate"], env, cwd=project_dir)
+    assert result.code == 2, result.out
+    assert result.err == f"dbkit validate: error: {line.format(project=BASE)}\n"
+
+
+def test_empty_app_objects_turns_the_registry_checks_off(
+    copy: str, server: EmbeddedServer, pgdata: Path, project_dir: Path
+) -> None:
+    _sql(server, copy, "CREATE VIEW public.stale AS SELECT 1 AS one")  # only the registry sees
+    result = run_cli(["validate"], _env(pgdata, copy, project_dir, APP_OBJECTS=""),
+                     cwd=project_dir)
+    assert result.code == 0, result.out + result.err
+    assert _lines(result.out)[-2:] == [
+        "Not checked: views, functions and triggers (APP_OBJECTS is empty: the registry checks "
+        "are off)",
+        f"In sync: {copy} matches the app at {HEAD} (4 model tables checked)",
+    ]
+
+
+def test_project_with_nothing_to_compare_exits_2(copy: str, pgdata: Path,
+                                                project_dir: Path) -> None:
+    # No target_metadata and no registry: "in sync" would mean only "the revision matches".
+    env = _env(pgdata, copy, project_dir, FIXTURES / "validate_bare")
+    result = run_cli(["validate"], env, cwd=project_dir)
+    assert result.code == 2, result.out
+    assert result.err == (
+        "dbkit validate: error: nothing to validate against: the project's env.py sets no "
+        "target_metadata and the app has no objects registry (APP_OBJECTS); only the revision "
+        "could be checked\n")
 
 
 def test_server_down_exits_2(pgdata: Path, project_dir: Path) -> None:
@@ -354,7 +511,7 @@ def test_colour_on_a_terminal_only(copy: str, server: EmbeddedServer, pgdata: Pa
     out = Terminal()
     monkeypatch.chdir(project_dir)
     assert cli.run(["validate"], out, io.StringIO(), environ=env) == 1
-    assert "\x1b[31m  index genes.ix_genes_symbol" in out.getvalue()
+    assert "\x1b[31m  index public.genes.ix_genes_symbol" in out.getvalue()
     piped = run_dbkit(["validate"], env, cwd=project_dir)  # a pipe, no NO_COLOR
     assert piped.returncode == 1 and "\x1b[" not in piped.stdout
     monkeypatch.setenv("NO_COLOR", "1")
@@ -371,7 +528,7 @@ def test_url_mode_gives_the_same_answer(copy: str, server: EmbeddedServer, pgdat
     result = run_cli(["validate"], env, cwd=project_dir)
     assert result.code == 1
     assert "(url)" in result.out
-    assert "column sources.legacy: database has INTEGER, app declares no such column" in \
+    assert "column public.sources.legacy: database has INTEGER, app declares no such column" in \
         _lines(result.out)
 
 

@@ -15,6 +15,8 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,24 @@ def _failing_revision(err: BaseException, script: ScriptDirectory) -> str | None
     return found
 
 
+@contextmanager
+def _connection(url: str) -> Iterator[Any]:
+    """A connection with no transaction open, as plain ``alembic`` gives env.py.
+
+    Alembic then runs its own transactions (per run, or per migration when the project asks
+    for ``transaction_per_migration``), and ``autocommit_block()`` works. Whatever the
+    project's env.py leaves open is committed at the end, like a successful CLI run.
+    """
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            yield conn
+            if conn.in_transaction():
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
 def _as_list(value: str | tuple[str, ...] | list[str] | None) -> list[str]:
     if value is None:
         return []
@@ -88,15 +108,12 @@ def _backup_info(
     except Exception as err:  # noqa: BLE001 - recorded, the backup goes on
         info["errors"].append(f"alembic history: {type(err).__name__}: {err}")
     if url:
-        engine = create_engine(url, poolclass=NullPool)
         try:
-            with engine.begin() as conn:
+            with _connection(url) as conn:
                 cfg.attributes["connection"] = conn
                 info["current"] = list(_with_env(cfg, lambda ctx: ctx.get_current_heads()))
         except Exception as err:  # noqa: BLE001 - recorded, the backup goes on
             info["errors"].append(f"alembic current: {type(err).__name__}: {err}")
-        finally:
-            engine.dispose()
     return info
 
 
@@ -188,30 +205,26 @@ def _roundtrip(cfg: Config, url: str) -> dict[str, Any]:
     """
     from dbkit import catalog
 
-    engine = create_engine(url, poolclass=NullPool)
     result: dict[str, Any] = {"after_downgrade": None, "upgrade_again_error": None,
                               "model_diff": None}
-    try:
-        for step in ("upgrade", "downgrade", "snapshot", "upgrade again", "diff"):
-            with engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                if step == "upgrade":
+    for step in ("upgrade", "downgrade", "snapshot", "upgrade again", "diff"):
+        with _connection(url) as conn:
+            cfg.attributes["connection"] = conn
+            if step == "upgrade":
+                command.upgrade(cfg, "head")
+            elif step == "downgrade":
+                command.downgrade(cfg, "base")
+            elif step == "snapshot":
+                result["after_downgrade"] = catalog.snapshot(
+                    conn.connection.driver_connection)
+            elif step == "upgrade again":
+                try:
                     command.upgrade(cfg, "head")
-                elif step == "downgrade":
-                    command.downgrade(cfg, "base")
-                elif step == "snapshot":
-                    result["after_downgrade"] = catalog.snapshot(
-                        conn.connection.driver_connection)
-                elif step == "upgrade again":
-                    try:
-                        command.upgrade(cfg, "head")
-                    except Exception as err:  # noqa: BLE001 - reported after the leftovers
-                        result["upgrade_again_error"] = f"{type(err).__name__}: {err}"
-                        break
-                else:
-                    result["model_diff"] = _with_env(cfg, _model_diffs)
-    finally:
-        engine.dispose()
+                except Exception as err:  # noqa: BLE001 - reported after the leftovers
+                    result["upgrade_again_error"] = f"{type(err).__name__}: {err}"
+                    break
+            else:
+                result["model_diff"] = _with_env(cfg, _model_diffs)
     return result
 
 
@@ -261,28 +274,24 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         elif op == "validate":
             data = _validation_facts(cfg, script, url, args[0])
         else:
-            engine = create_engine(url, poolclass=NullPool)
-            try:
-                with engine.begin() as conn:
-                    cfg.attributes["connection"] = conn
-                    if op == "upgrade":
-                        command.upgrade(cfg, *args)
-                    elif op == "downgrade":
-                        command.downgrade(cfg, *args)
-                    elif op == "stamp":
-                        command.stamp(cfg, *args)
-                    elif op == "current":
-                        data = list(_with_env(cfg, lambda ctx: ctx.get_current_heads()))
-                    elif op == "diff":
-                        data = _with_env(cfg, _model_diffs)
-                    else:
-                        raise ValueError(f"unknown operation {op}")
-            finally:
-                engine.dispose()
+            with _connection(url) as conn:
+                cfg.attributes["connection"] = conn
+                if op == "upgrade":
+                    command.upgrade(cfg, *args)
+                elif op == "downgrade":
+                    command.downgrade(cfg, *args)
+                elif op == "stamp":
+                    command.stamp(cfg, *args)
+                elif op == "current":
+                    data = list(_with_env(cfg, lambda ctx: ctx.get_current_heads()))
+                elif op == "diff":
+                    data = _with_env(cfg, _model_diffs)
+                else:
+                    raise ValueError(f"unknown operation {op}")
     except BaseException as err:  # noqa: BLE001 - everything goes back to the parent as data
         return {
             "ok": False,
-            "error": f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}",
+            "error": _one_line(err),
             "revision": _failing_revision(err, script) if script else None,
             "traceback": traceback.format_exc(),
             "output": out.getvalue(),
@@ -290,10 +299,19 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "output": out.getvalue(), "data": data}
 
 
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
 def main() -> None:
     spec = json.loads(sys.stdin.read())
+    # stdout carries only our JSON answer: whatever the project prints goes to stderr.
+    answer = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     result = run(spec)
-    Path(spec["result"]).write_text(json.dumps(result))
+    answer.write(json.dumps(result))
+    answer.close()
     sys.exit(0 if result["ok"] else 1)
 
 

@@ -149,7 +149,7 @@ def sweep_unfinished(backup_dir: Path) -> list[str]:
     swept = []
     for path in backup_dir.iterdir():
         match = _TMP_RE.match(path.name)
-        if match and path.is_dir() and not scratch._pid_alive(int(match.group(1))):
+        if match and path.is_dir() and not tools.pid_alive(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
             swept.append(path.name)
     return swept

@@ -24,15 +24,17 @@ if TYPE_CHECKING:
 
 # Schemas that belong to PostgreSQL itself, never to a project.
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
-_USER_SCHEMA = (
+# A project's schemas: not PostgreSQL's own (pg_catalog, pg_toast, temporary schemas, ...).
+USER_SCHEMA = (
     "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
 )
+_USER_SCHEMA = USER_SCHEMA  # the private spelling prove, capture and depend still use
 # Objects created by an extension belong to the extension, not to the project.
-_NOT_EXTENSION = (
+NOT_EXTENSION = (
     "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = {cls}::regclass "
     "AND d.objid = {oid} AND d.deptype = 'e')"
 )
-_NOT_EXT_CLASS = _NOT_EXTENSION.format(cls="'pg_class'", oid="c.oid")
+_NOT_EXT_CLASS = NOT_EXTENSION.format(cls="'pg_class'", oid="c.oid")
 
 Snapshot = dict[str, Any]
 
@@ -56,13 +58,13 @@ def object_counts(conn: psycopg2.extensions.connection) -> dict[str, int]:
                      f"AND {rel}",
         "functions": "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                      f"WHERE {_USER_SCHEMA} AND "
-                     + _NOT_EXTENSION.format(cls="'pg_proc'", oid="p.oid"),
+                     + NOT_EXTENSION.format(cls="'pg_proc'", oid="p.oid"),
         "triggers": "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                     f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal "
                     f"AND {_USER_SCHEMA}",
         "types": "SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
                  f"WHERE t.typtype IN ('e', 'd', 'r') AND {_USER_SCHEMA} AND "
-                 + _NOT_EXTENSION.format(cls="'pg_type'", oid="t.oid"),
+                 + NOT_EXTENSION.format(cls="'pg_type'", oid="t.oid"),
         "extensions": "SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql'",
     }
     counts: dict[str, int] = {}
@@ -193,7 +195,7 @@ def _schemas(conn: psycopg2.extensions.connection) -> dict[str, Any]:
         SELECT n.nspname AS name, {_comment('pg_namespace', 'n.oid')} AS comment,
                n.nspacl::text[] AS acl
         FROM pg_namespace n
-        WHERE {_USER_SCHEMA} AND {_NOT_EXTENSION.format(cls="'pg_namespace'", oid="n.oid")}
+        WHERE {_USER_SCHEMA} AND {NOT_EXTENSION.format(cls="'pg_namespace'", oid="n.oid")}
         ORDER BY 1""")
     return {r["name"]: {"comment": r["comment"], "acl": _acl(r["acl"])} for r in rows}
 
@@ -208,7 +210,7 @@ def _extensions(conn: psycopg2.extensions.connection) -> dict[str, Any]:
 def _types(conn: psycopg2.extensions.connection) -> dict[str, Any]:
     """Enums (labels in order), domains (base, default, constraints), composites, ranges."""
     types: dict[str, Any] = {}
-    not_ext = _NOT_EXTENSION.format(cls="'pg_type'", oid="t.oid")
+    not_ext = NOT_EXTENSION.format(cls="'pg_type'", oid="t.oid")
     rows = _rows(conn, f"""
         SELECT n.nspname AS schema, t.typname AS name, t.typtype AS kind, t.oid AS oid,
                {_comment('pg_type', 't.oid')} AS comment, t.typacl::text[] AS acl,
@@ -396,7 +398,7 @@ def _indexes(conn: psycopg2.extensions.connection, relid: int) -> dict[str, Any]
                {_comment('pg_class', 'ic.oid')} AS comment
         FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
         WHERE i.indrelid = {int(relid)}
-          AND {_NOT_EXTENSION.format(cls="'pg_class'", oid="ic.oid")}
+          AND {NOT_EXTENSION.format(cls="'pg_class'", oid="ic.oid")}
         ORDER BY 1""")
     return {r.pop("name"): r for r in rows}
 
@@ -407,7 +409,7 @@ def _triggers(conn: psycopg2.extensions.connection, relid: int) -> dict[str, Any
                t.tgenabled::text AS enabled, {_comment('pg_trigger', 't.oid')} AS comment
         FROM pg_trigger t
         WHERE t.tgrelid = {int(relid)} AND NOT t.tgisinternal
-          AND {_NOT_EXTENSION.format(cls="'pg_trigger'", oid="t.oid")}
+          AND {NOT_EXTENSION.format(cls="'pg_trigger'", oid="t.oid")}
         ORDER BY 1""")
     return {r.pop("name"): r for r in rows}
 
@@ -456,7 +458,7 @@ def _views(conn: psycopg2.extensions.connection, relkind: str) -> dict[str, Any]
 
 def _functions(conn: psycopg2.extensions.connection) -> dict[str, Any]:
     """Functions and procedures with their full definition; aggregates by signature only."""
-    not_ext = _NOT_EXTENSION.format(cls="'pg_proc'", oid="p.oid")
+    not_ext = NOT_EXTENSION.format(cls="'pg_proc'", oid="p.oid")
     rows = _rows(conn, f"""
         SELECT n.nspname AS schema, p.proname AS name,
                pg_get_function_identity_arguments(p.oid) AS arguments,
@@ -486,16 +488,16 @@ _UNSUPPORTED = {
     "foreign table": f"SELECT n.nspname || '.' || c.relname {_REL} AND c.relkind = 'f'",
     "operator": "SELECT n.nspname || '.' || o.oprname FROM pg_operator o JOIN pg_namespace n "
                 f"ON n.oid = o.oprnamespace WHERE {_USER_SCHEMA} AND "
-                + _NOT_EXTENSION.format(cls="'pg_operator'", oid="o.oid"),
+                + NOT_EXTENSION.format(cls="'pg_operator'", oid="o.oid"),
     "collation": "SELECT n.nspname || '.' || co.collname FROM pg_collation co JOIN pg_namespace n "
                  f"ON n.oid = co.collnamespace WHERE {_USER_SCHEMA} AND "
-                 + _NOT_EXTENSION.format(cls="'pg_collation'", oid="co.oid"),
+                 + NOT_EXTENSION.format(cls="'pg_collation'", oid="co.oid"),
     "text search configuration": "SELECT n.nspname || '.' || t.cfgname FROM pg_ts_config t "
                                  f"JOIN pg_namespace n ON n.oid = t.cfgnamespace WHERE "
                                  f"{_USER_SCHEMA} AND "
-                                 + _NOT_EXTENSION.format(cls="'pg_ts_config'", oid="t.oid"),
+                                 + NOT_EXTENSION.format(cls="'pg_ts_config'", oid="t.oid"),
     "event trigger": "SELECT evtname FROM pg_event_trigger e WHERE "
-                     + _NOT_EXTENSION.format(cls="'pg_event_trigger'", oid="e.oid"),
+                     + NOT_EXTENSION.format(cls="'pg_event_trigger'", oid="e.oid"),
     "default privileges": "SELECT coalesce(n.nspname, '(all schemas)') || ': ' "
                           "|| d.defaclobjtype::text FROM pg_default_acl d "
                           "LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,26 +47,27 @@ class AlembicProject:
         if dbname is not None:
             assert self.server is not None
             spec["url"] = self.server.sa_url(dbname).render_as_string(hide_password=False)
-        with tempfile.TemporaryDirectory(prefix="dbkit-alembic-") as tmp:
-            spec["result"] = str(Path(tmp) / "result.json")
-            proc = subprocess.run(
-                [sys.executable, "-m", "dbkit.alembic_child"],
-                input=json.dumps(spec), capture_output=True, text=True,
-            )
-            try:
-                result = json.loads(Path(spec["result"]).read_text())
-            except (OSError, ValueError):
-                secrets = self.server.secrets if self.server else ()
-                tail = mask(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
-                            f"exit {proc.returncode}", secrets)
-                raise ChainBuildFailed(f"alembic {op} crashed: {tail}") from None
+        # The child answers with JSON on stdout (the project's own output goes to stderr);
+        # nothing is written to disk, so a killed run leaves nothing behind.
+        proc = subprocess.run(
+            [sys.executable, "-m", "dbkit.alembic_child"],
+            input=json.dumps(spec), capture_output=True, text=True,
+        )
+        try:
+            result = json.loads(proc.stdout)
+        except ValueError:
+            secrets = self.server.secrets if self.server else ()
+            tail = mask(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
+                        f"exit {proc.returncode}", secrets)
+            raise ChainBuildFailed(f"alembic {op} crashed: {tail}") from None
         result["stderr"] = proc.stderr
         if not result["ok"]:
             secrets = self.server.secrets if self.server else ()
             where = f" in revision {result['revision']}" if result.get("revision") else ""
+            what = " ".join(["alembic", op, *args])
             raise ChainBuildFailed(
-                f"alembic {op} {' '.join(args)} failed{where}: {mask(result['error'], secrets)}",
-                detail=mask(result.get("traceback", ""), secrets),
+                f"{what} failed{where}: {mask(result['error'], secrets)}",
+                trace=mask(result.get("traceback", ""), secrets),
             )
         return result
 

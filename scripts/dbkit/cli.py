@@ -12,7 +12,6 @@ import argparse
 import inspect
 import os
 import sys
-import traceback
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
@@ -20,7 +19,7 @@ from dbkit import __version__, backup, database, demo, reset, restore, squash, v
 from dbkit.console import Console
 from dbkit.errors import ConfigError, DbkitError
 from dbkit.safety import YES
-from dbkit.settings import _bool, load_settings
+from dbkit.settings import Settings, _bool, load_settings
 
 Verb = Callable[..., "int | None"]
 
@@ -56,10 +55,12 @@ def _options(fn: Verb) -> list[inspect.Parameter]:
     ]
 
 
-def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dbkit",
         description="Squash, back up, restore and validate Alembic + PostgreSQL projects.",
+        epilog="Exit codes: 0 success, 1 the job found a problem (proof failed, drift, damaged "
+               "backup), 2 it could not run, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"dbkit {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only results, no progress")
@@ -69,22 +70,47 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=_help(fn), description=inspect.getdoc(fn))
         for param in _options(fn):
             flag = "--" + param.name.replace("_", "-")
-            env_name = param.name.upper()
-            default = param.default
-            if isinstance(default, bool):
-                if env_name in environ:
-                    default = _bool(env_name, environ[env_name])
-                p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                               help=f"(env {env_name})")
+            env_help = f"(env {param.name.upper()}; default {param.default!r})"
+            # SUPPRESS: an option not given on the command line is absent from the namespace,
+            # so the environment (then the function's default) can fill it in.
+            if isinstance(param.default, bool):
+                p.add_argument(flag, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=env_help)
             else:
-                if env_name in environ and environ[env_name] != "":
-                    default = environ[env_name]
                 kind = int if isinstance(param.default, int) else str
-                p.add_argument(flag, type=kind, default=default, help=f"(env {env_name})")
+                p.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=env_help)
             if param.name == "confirm":
                 p.add_argument("-y", "--yes", dest="confirm", action="store_const", const=YES,
-                               help="confirm without asking")
+                               default=argparse.SUPPRESS, help="confirm without asking")
     return parser
+
+
+def verb_options(fn: Verb, args: argparse.Namespace,
+                 environ: Mapping[str, str]) -> dict[str, object]:
+    """Each option from the command line, else its environment variable, else its default.
+
+    Only the chosen verb's variables are read, so a stray ``JSON=pretty`` in a user's shell
+    cannot break a verb that has no such option.
+    """
+    kwargs: dict[str, object] = {}
+    for param in _options(fn):
+        name, env_name = param.name, param.name.upper()
+        if hasattr(args, name):
+            kwargs[name] = getattr(args, name)
+        elif environ.get(env_name, "") != "":
+            raw = environ[env_name]
+            if isinstance(param.default, bool):
+                kwargs[name] = _bool(env_name, raw)
+            elif isinstance(param.default, int):
+                try:
+                    kwargs[name] = int(raw)
+                except ValueError:
+                    raise ConfigError(f"{env_name}={raw!r} is not a whole number") from None
+            else:
+                kwargs[name] = raw
+        else:
+            kwargs[name] = param.default
+    return kwargs
 
 
 def run(
@@ -97,41 +123,55 @@ def run(
 ) -> int:
     """Parse, build settings once, run one verb, map errors to exit codes. Never exits."""
     environ = os.environ if environ is None else environ
+    parser = build_parser()
     try:
-        parser = build_parser(environ)
-    except ConfigError as exc:
-        err.write(f"dbkit: error: {exc.message}\n")
-        return exc.exit_code
-    args = parser.parse_args(argv)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its usage line
+        return int(exc.code or 0)
     if not args.verb:
         parser.print_help(out)
         return 0
     fn = VERBS[args.verb]
-    console = Console(out, quiet=args.quiet, stdin=stdin)
+    console = Console(out, err=err, quiet=args.quiet, stdin=stdin,
+                      colour=None if "NO_COLOR" not in environ else False)
     try:
         settings = load_settings(environ=environ)
-        console.secrets = settings.secrets
-        kwargs = {p.name: getattr(args, p.name) for p in _options(fn)}
-        code = fn(settings, console, **kwargs)
+        console.secrets = active_secrets(settings)
+        code = fn(settings, console, **verb_options(fn, args, environ))
         return int(code or 0)
     except DbkitError as exc:
         if args.debug:
+            if exc.trace:
+                err.write(console.mask(exc.trace.rstrip()) + "\n")
             raise
         err.write(f"dbkit {args.verb}: error: {console.mask(exc.message)}\n")
         if exc.detail and not args.quiet:
             err.write(console.mask(exc.detail.rstrip()) + "\n")
         return exc.exit_code
     except KeyboardInterrupt:
-        err.write(f"\ndbkit {args.verb}: interrupted; nothing was left half-done\n")
+        err.write(f"\ndbkit {args.verb}: interrupted\n")
         return 130
+    except OSError as exc:
+        if args.debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        err.write(f"dbkit {args.verb}: error: {exc.strerror or exc}{where}\n")
+        return 2
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, traceback on --debug
         if args.debug:
             raise
         err.write(f"dbkit {args.verb}: internal error: {type(exc).__name__}: "
                   f"{console.mask(str(exc))} (run with --debug for the traceback)\n")
-        if os.environ.get("DBKIT_TRACEBACK"):
-            traceback.print_exc(file=err)
         return 3
+
+
+def active_secrets(settings: Settings) -> list[str]:
+    """The passwords this run can meet: the ones of its mode (auto: both that may apply)."""
+    url_password = [str(settings.database_url.password)] if (
+        settings.database_url is not None and settings.database_url.password) else []
+    docker_password = [settings.postgres_password] if settings.postgres_password else []
+    return {"url": url_password, "docker": docker_password, "embedded": []}.get(
+        settings.db_mode, url_password + docker_password)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from dbkit import tools
 from dbkit.errors import Refused
 
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
@@ -21,12 +22,15 @@ class Console:
         self,
         out: TextIO | None = None,
         *,
+        err: TextIO | None = None,
         quiet: bool = False,
         secrets: list[str] | None = None,
         colour: bool | None = None,
         stdin: TextIO | None = None,
     ) -> None:
         self.out = out or sys.stdout
+        # Questions go to stderr, so `dbkit reset > log` still shows what it waits for.
+        self.err = err or sys.stderr
         self.stdin = stdin or sys.stdin
         self.quiet = quiet
         self.secrets = [s for s in (secrets or []) if s]
@@ -35,9 +39,7 @@ class Console:
         self.colour = colour
 
     def mask(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return tools.mask(text, self.secrets)
 
     def paint(self, text: str, colour: str) -> str:
         if not self.colour:
@@ -81,8 +83,8 @@ class Console:
             raise Refused(f"CONFIRM={given!r} does not match; type CONFIRM={word} to {what}")
         if not _isatty(self.stdin):
             raise Refused(f"not a terminal: set CONFIRM={word} (or pass --yes) to {what}")
-        self.out.write(f"Type '{word}' to {what}: ")
-        self.out.flush()
+        self.err.write(f"Type '{word}' to {what}: ")
+        self.err.flush()
         answer = self.stdin.readline().strip()
         if answer != word:
             raise Refused("cancelled: nothing was changed")
@@ -91,8 +93,8 @@ class Console:
         """Wait for Enter on a terminal (review before a change); Ctrl-C aborts."""
         if not _isatty(self.stdin):
             return
-        self.out.write(prompt)
-        self.out.flush()
+        self.err.write(prompt)
+        self.err.flush()
         self.stdin.readline()
 
 

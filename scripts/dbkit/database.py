@@ -46,8 +46,8 @@ def psql(settings: Settings, out: Console) -> None:
 def upgrade(settings: Settings, out: Console, *, revision: str = "head") -> None:
     """Apply migrations to the development database (alembic upgrade REVISION, default head)."""
     server = get_server(settings)
+    project = AlembicProject(settings, server)  # checks the Alembic config before any start
     server.ensure_running(out)
-    project = AlembicProject(settings, server)
     if not server.database_exists(server.dev_db):
         create_database(server, server.dev_db)
         out.say(f"Created database {server.dev_db}")
@@ -59,14 +59,17 @@ def upgrade(settings: Settings, out: Console, *, revision: str = "head") -> None
 def current(settings: Settings, out: Console) -> None:
     """Show the development database's Alembic revision and whether it is the head."""
     server = get_server(settings)
-    server.ensure_running(out)
     project = AlembicProject(settings, server)
+    server.ensure_running(out)
     revs = project.current(server.dev_db)
+    known = {r.revision for r in project.revisions()}
     heads = set(project.heads())
     if not revs:
         out.result("base (no revision applied)")
     for rev in revs:
-        out.result(f"{rev} {'(head)' if rev in heads else '(behind head)'}")
+        state = "head" if rev in heads else "behind head" if rev in known else (
+            "not in this chain: newer, deleted or squashed")
+        out.result(f"{rev} ({state})")
 
 
 def history(settings: Settings, out: Console) -> None:

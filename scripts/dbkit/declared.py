@@ -19,7 +19,8 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,9 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from dbkit.drift import CHANGED, EXTRA, MISSING, Difference
+from dbkit.catalog import NOT_EXTENSION, USER_SCHEMA
+from dbkit.drift import CHANGED, EXTRA, MISSING, Difference, table_size
+from dbkit.errors import first_line
 
 # Registry attribute -> (shape, number of dotted parts in each name).
 REGISTRY_FIELDS: dict[str, tuple[type, int]] = {
@@ -81,12 +84,15 @@ class Registry:
 
 # -- in the Alembic child: import the app's module ----------------------------------------------
 def load_registry(module: str, project_dir: str) -> dict[str, Any] | None:
-    """Import the registry and return it as plain data; None when the project has none.
+    """Import the registry and return it as plain data; None when there is no such module.
 
     Runs in the Alembic child, after the project's env.py has set up ``sys.path``
     (``prepend_sys_path``); the alembic.ini directory is tried last, as ``alembic`` run from
-    there would.
+    there would. A module that defines none of the registry's names is not a registry (a
+    typo in APP_OBJECTS that happens to name some other module): RegistryError.
     """
+    if not module:
+        return None
     if project_dir not in sys.path:
         sys.path.append(project_dir)
     try:
@@ -119,6 +125,11 @@ def load_registry(module: str, project_dir: str) -> dict[str, Any] | None:
             if len(name.split(".")) != parts or not all(name.split(".")):
                 shape_text = ("schema", "schema.name", "schema.table.trigger")[parts - 1]
                 raise RegistryError(f"{where}: {name!r} is not {shape_text}")
+    if not data:
+        raise RegistryError(
+            f"{module} defines none of {', '.join(REGISTRY_FIELDS)}: "
+            "is APP_OBJECTS the app's objects registry?"
+        )
     return data
 
 
@@ -143,17 +154,15 @@ class CompareError(Exception):
 
 
 _USER_SCHEMAS = "n.nspname = ANY(%(schemas)s)"
-_NOT_EXTENSION = (
-    "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{cls}'::regclass "
-    "AND d.objid = {oid} AND d.deptype = 'e')"
-)
+_NOT_EXT_CLASS = NOT_EXTENSION.format(cls="'pg_class'", oid="c.oid")
+_NOT_EXT_PROC = NOT_EXTENSION.format(cls="'pg_proc'", oid="p.oid")
 _RELATIONS = f"""
 SELECT n.nspname || '.' || c.relname, c.relkind,
        quote_ident(n.nspname) || '.' || quote_ident(c.relname),
        CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {_USER_SCHEMAS}
-  AND {_NOT_EXTENSION.format(cls="pg_class", oid="c.oid")}
+  AND {_NOT_EXT_CLASS}
 """
 _FUNCTIONS = """
 SELECT n.nspname || '.' || p.proname, pg_get_function_identity_arguments(p.oid),
@@ -171,6 +180,18 @@ SELECT n.nspname || '.' || c.relname || '.' || t.tgname, pg_get_triggerdef(t.oid
 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE NOT t.tgisinternal AND {where}
+"""
+# USER_SCHEMA's LIKE pattern has a %, which the parameters below make special.
+_OUTSIDE = f"""
+SELECT n.nspname || '.' || c.relname, c.relkind,
+       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+       (SELECT count(*) FROM pg_attribute a
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind::text = ANY(%(kinds)s) AND NOT c.relispartition
+  AND {USER_SCHEMA.replace("%", "%%")} AND n.nspname <> ALL(%(schemas)s) AND {_NOT_EXT_CLASS}
+  AND n.nspname || '.' || c.relname <> ALL(%(ignore)s)
+ORDER BY 1
 """
 _TEMP = "n.oid = pg_my_temp_schema() AND {col} LIKE 'dbkit\\_{prefix}%'"
 
@@ -198,22 +219,55 @@ def compare(
     rolled back, whatever happens. ``schemas`` are the app's schemas (where extras count).
     """
     names = sorted(set(schemas) | registry.schemas_used())
+    with _reading(conn) as cur:
+        live = _read_live(cur, names)
+        _require_temp_rights(cur)
+        return [
+            *_compare_schemas(registry, live),
+            *_compare_tables(registry, live),
+            *_compare_views(cur, registry, live),
+            *_compare_functions(cur, registry, live),
+            *_compare_triggers(cur, registry, live),
+        ]
+
+
+def outside_schemas(
+    conn: psycopg2.extensions.connection, schemas: Iterable[str], *, tables: bool,
+    views: bool, ignore: Iterable[str] = (),
+) -> list[Difference]:
+    """Tables (``tables``) and views (``views``) in schemas the app does not use: extra.
+
+    Alembic compares only the schemas it is shown and the registry speaks for the app's own
+    schemas, so a table left in a schema neither names would go unseen. PostgreSQL's own
+    schemas and what extensions create do not count; ``ignore`` names relations that are
+    nobody's drift (Alembic's version table). Read in a transaction that is rolled back.
+    """
+    kinds = [*(("r", "p") if tables else ()), *(("v", "m") if views else ())]
+    if not kinds:
+        return []
+    with _reading(conn) as cur:
+        cur.execute(_OUTSIDE, {"kinds": kinds, "schemas": sorted(schemas),
+                               "ignore": sorted(ignore)})
+        rows = cur.fetchall()
+    return [Difference(_KINDS[kind], name, EXTRA,
+                       viewdef.strip() if viewdef else table_size(columns), None)
+            for name, kind, viewdef, columns in rows]
+
+
+@contextmanager
+def _reading(conn: psycopg2.extensions.connection) -> Iterator[psycopg2.extensions.cursor]:
+    """A cursor in one transaction that is always rolled back.
+
+    A lock wait, a cancelled query or a lost connection become CompareError.
+    """
     try:
         with conn.cursor() as cur:
             # A migration holding a lock must not make us hang; we would rather fail.
             cur.execute("SET LOCAL lock_timeout = '10s'")
-            live = _read_live(cur, names)
-            _require_temp_rights(cur)
-            return [
-                *_compare_schemas(registry, live),
-                *_compare_tables(registry, live),
-                *_compare_views(cur, registry, live),
-                *_compare_functions(cur, registry, live),
-                *_compare_triggers(cur, registry, live),
-            ]
+            yield cur
     except (psycopg2.OperationalError, psycopg2.errors.QueryCanceled,
             psycopg2.errors.LockNotAvailable) as err:
-        raise CompareError(_first_line(err)) from None
+        raise CompareError(first_line(err)) from None
     finally:
         if not conn.closed:
             conn.rollback()
@@ -226,12 +280,12 @@ def _read_live(cur: psycopg2.extensions.cursor, schemas: list[str]) -> _Live:
     cur.execute(_RELATIONS, params)
     relations = {key: _Relation(kind, quoted, viewdef.strip() if viewdef else None)
                  for key, kind, quoted, viewdef in cur}
-    proc_where = f"{_USER_SCHEMAS} AND {_NOT_EXTENSION.format(cls='pg_proc', oid='p.oid')}"
+    proc_where = f"{_USER_SCHEMAS} AND {_NOT_EXT_PROC}"
     cur.execute(_FUNCTIONS.format(where=proc_where), params)
     functions: dict[str, dict[str, dict[str, str]]] = {}
     for row in cur.fetchall():
         functions.setdefault(row[0], {})[row[1]] = _function_attributes(row)
-    trigger_where = f"{_USER_SCHEMAS} AND {_NOT_EXTENSION.format(cls='pg_class', oid='c.oid')}"
+    trigger_where = f"{_USER_SCHEMAS} AND {_NOT_EXT_CLASS}"
     cur.execute(_TRIGGERS.format(where=trigger_where), params)
     return _Live(present, relations, functions, dict(cur.fetchall()))
 
@@ -239,9 +293,7 @@ def _read_live(cur: psycopg2.extensions.cursor, schemas: list[str]) -> _Live:
 def _require_temp_rights(cur: psycopg2.extensions.cursor) -> None:
     error = _attempt(cur, "CREATE TEMP TABLE dbkit_probe ()")
     if error:
-        raise CompareError(
-            f"cannot compare definitions: this role cannot create temporary objects ({error})"
-        )
+        raise CompareError(f"this role cannot create temporary objects ({error})")
 
 
 def _attempt(cur: psycopg2.extensions.cursor, statement: str) -> str | None:
@@ -254,15 +306,9 @@ def _attempt(cur: psycopg2.extensions.cursor, statement: str) -> str | None:
         raise
     except psycopg2.Error as err:
         cur.execute("ROLLBACK TO SAVEPOINT dbkit_attempt")
-        return _first_line(err)
+        return first_line(err)
     cur.execute("RELEASE SAVEPOINT dbkit_attempt")
     return None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(getattr(err, "pgerror", None) or err).strip()
-    line = text.splitlines()[0] if text else type(err).__name__
-    return line.removeprefix("ERROR:").strip()
 
 
 # -- schemas and tables -------------------------------------------------------------------------

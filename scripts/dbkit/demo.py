@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from dbkit import scratch, squash
+from dbkit import scratch, squash, validate
 from dbkit.catalog import object_counts
 from dbkit.chain import AlembicProject
 from dbkit.console import Console
@@ -13,12 +13,16 @@ from dbkit.settings import Settings
 
 
 def demo(settings: Settings, out: Console) -> None:
-    """Start the server, build the development database from the chain, show what was built,
-    then squash the chain into one proven revision (a dry run: the backend is not changed)."""
+    """The tour: build the sample database, validate it, squash its chain (dry run).
+
+    Starts the server, builds the development database from the chain and shows what was
+    built, checks it against the app, then squashes the chain into one proven revision in a
+    folder of its own: the backend is not changed.
+    """
     server = get_server(settings)
+    project = AlembicProject(settings, server)
     out.say(f"dbkit demo on {settings.alembic_config.parent} ({server.mode} mode)")
     server.start(out)
-    project = AlembicProject(settings, server)
     revisions = project.revisions()
     head = project.single_head()
     out.say(f"Migration chain: {len(revisions)} revisions, head {head}")
@@ -42,8 +46,10 @@ def demo(settings: Settings, out: Console) -> None:
     out.result(f"The chain builds in {took:.2f} s:")
     for kind, count in counts.items():
         out.result(f"  {kind:<20} {count}")
+
     out.result("")
-    out.result(f"Development database: {server.url()}")
+    out.result("Checking the database against the app (make db-validate-schema):")
+    validate.validate(settings, out)
 
     # The heart of dbkit: squash the chain into one revision and prove it identical. A dry
     # run writes into a folder of its own and leaves the sample backend as it is.

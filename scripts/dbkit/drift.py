@@ -1,7 +1,7 @@
 """Differences between a database and the app: one record per difference, text and JSON forms.
 
 Each difference says what the database has and what the app expects, so the same record reads
-well as a line for people (``column genes.symbol: database has VARCHAR(50), app expects
+well as a line for people (``column public.genes.symbol: database has VARCHAR(50), app expects
 VARCHAR(100)``) and as data for CI.
 """
 
@@ -27,7 +27,7 @@ class Difference:
     """One way the database differs from the app."""
 
     kind: str  # one of KINDS (or another word for what Alembic reported)
-    object: str  # "genes.symbol", "public.gene_scores", "alembic_version"
+    object: str  # schema-qualified: "public.genes.symbol", "public.alembic_version"
     problem: str  # missing / extra / changed, or for the revision: behind, unknown, ...
     database: str | None  # what the database has; None: nothing
     app: str | None  # what the app expects; None: nothing
@@ -66,21 +66,30 @@ def group(differences: list[Difference]) -> list[tuple[str, list[Difference]]]:
     ]
 
 
+def _by_kind(differences: list[Difference]) -> dict[str, int]:
+    found = Counter(d.kind for d in differences)
+    return {k: found[k] for k in sorted(found, key=kind_order)}
+
+
 def counts(differences: list[Difference]) -> dict[str, object]:
-    by_kind = Counter(d.kind for d in differences)
     by_problem = Counter(d.problem for d in differences)
     return {
         "total": len(differences),
-        "by_kind": {k: by_kind[k] for k in sorted(by_kind, key=kind_order)},
+        "by_kind": _by_kind(differences),
         "by_problem": dict(sorted(by_problem.items())),
     }
 
 
 def summary(differences: list[Difference]) -> str:
-    """``3 differences (1 column, 2 views)``."""
+    """``3 differences (revision: 1, views: 2)``: the count under each group's heading."""
     n = len(differences)
-    parts = [f"{c} {plural(k, c)}" for k, c in counts(differences)["by_kind"].items()]  # type: ignore[union-attr]
+    parts = [f"{plural(k, c)}: {c}" for k, c in _by_kind(differences).items()]
     return f"{n} {'difference' if n == 1 else 'differences'} ({', '.join(parts)})"
+
+
+def table_size(columns: int) -> str:
+    """``a table of 3 columns``: how a table is described when only one side has it."""
+    return f"a table of {columns} column{'' if columns == 1 else 's'}"
 
 
 def _squash(text: str) -> str:

@@ -7,16 +7,26 @@ Exit codes: 0 success, 1 the job ran and found a problem (proof failed, drift, c
 from __future__ import annotations
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its class name if it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class DbkitError(Exception):
     """Base class: a message fit for one line, and the exit code that goes with it."""
 
     exit_code = 2
 
-    def __init__(self, message: str, *, detail: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, detail: str | None = None, trace: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
-        # Longer context (a tool's stderr tail, a diff): shown under the line, never instead of it.
+        # Longer context (a diff, a list of problems): shown under the line, never instead of it.
         self.detail = detail
+        # Where it came from (a child process's traceback): shown only with --debug.
+        self.trace = trace
 
 
 class ConfigError(DbkitError):

@@ -4,25 +4,57 @@ Runs inside the Alembic child (``dbkit.alembic_child``), where the diff tuples o
 ``compare_metadata`` still hold live SQLAlchemy objects; only strings leave the process.
 Each record keeps ``op``, ``object`` and ``detail`` and adds ``kind`` (table, column, index,
 ...), ``db`` and ``app`` (what each side has, in SQL words; None when a side has nothing).
+Object names are always schema-qualified (``public.genes.symbol``).
+
+``model_differences`` is the one comparison both ``validate`` and the squash use;
+``validation_facts`` gathers everything else ``validate`` asks of the project, in the child.
 """
 
 from __future__ import annotations
 
+import traceback
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Computed, Enum, Identity, Index, MetaData, inspect
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Column, Computed, Enum, Identity, Index, MetaData, create_engine, inspect
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import ForeignKeyConstraint, UniqueConstraint
+
+from dbkit import declared
+from dbkit.drift import table_size
 
 _CONSTRAINT_OPS = ("add_index", "remove_index", "add_constraint", "remove_constraint",
                    "add_fk", "remove_fk")
 
 
+def model_differences(context: Any, metadata: MetaData | list[MetaData]) -> list[dict[str, Any]]:
+    """Everything that differs between the models and the database ``context`` is bound to.
+
+    Alembic's own comparison (so the project's ``include_object``, ``compare_type`` and the
+    like apply) plus the enum labels, which Alembic does not compare.
+    """
+    dialect = context.dialect
+    metadatas = list(metadata) if isinstance(metadata, (list, tuple)) else [metadata]
+    records = [record for d in compare_metadata(context, metadata)
+               for record in describe(d, dialect)]
+    return records + enum_records(metadatas, context.connection, dialect.default_schema_name)
+
+
 def describe(diff: Any, dialect: Dialect | None = None) -> list[dict[str, str | None]]:
-    """One autogenerate difference (a tuple, or a list of column changes) as records."""
+    """One autogenerate difference (a tuple, or a list of column changes) as records.
+
+    Names without a schema get the connection's default schema (``dialect``'s).
+    """
+    default_schema = dialect.default_schema_name if dialect is not None else None
     if isinstance(diff, list):  # the changes to one column come as a list of tuples
-        return [_one(d, dialect) for d in diff]
-    return [_one(diff, dialect)]
+        return [_one(d, dialect, default_schema) for d in diff]
+    return [_one(diff, dialect, default_schema)]
 
 
 def enum_records(
@@ -51,40 +83,156 @@ def enum_records(
             continue
         records.append({
             "op": "modify_enum" if found is not None else "add_type",
-            "object": name if schema == default_schema else f"{schema}.{name}",
-            "detail": None, "kind": "type",
+            "object": _table(schema, name), "detail": None, "kind": "type",
             "db": _enum(found) if found is not None else None, "app": _enum(labels),
         })
     return records
+
+
+# -- what validate asks of the project ----------------------------------------------------------
+RunEnv = Callable[[Config, Callable[[Any], Any]], Any]
+
+
+def validation_facts(
+    cfg: Config, script: ScriptDirectory, url: str, registry: str, run_env: RunEnv
+) -> dict[str, Any]:
+    """Everything ``dbkit validate`` needs from the project, in one process and one session.
+
+    The chain (heads, revision graph), the database's revision, the models compared with the
+    database (``model_differences`` through the project's env.py, run by ``run_env``) and
+    the objects registry (none asked for when ``registry`` is empty). The session is
+    read-only, so no hook of the project can write. A failure comes back as data, with the
+    stage it happened in: ``app`` (env.py or the models do not import), ``database`` (a
+    query failed: no connection, no privilege), ``compare``, ``registry`` (does not import)
+    or ``registry shape`` (imports, but is not a registry).
+    """
+    project = Path(cfg.config_file_name).resolve().parent
+    facts: dict[str, Any] = {
+        "heads": list(script.get_heads()),
+        "graph": {s.revision: _down_revisions(s.down_revision) for s in script.walk_revisions()},
+    }
+    stage = ["database"]
+
+    def inspect_db(ctx: Any) -> None:
+        stage[0] = "compare"
+        default_schema = ctx.dialect.default_schema_name
+        facts["has_version_table"] = inspect(ctx.connection).has_table(
+            ctx.version_table, schema=ctx.version_table_schema
+        )
+        facts["version_table"] = _table(ctx.version_table_schema or default_schema,
+                                        ctx.version_table)
+        facts["current"] = list(ctx.get_current_heads())
+        metadata = ctx.opts.get("target_metadata")
+        metadatas = metadata if isinstance(metadata, (list, tuple)) else [metadata]
+        tables = [t for m in metadatas if m is not None for t in m.tables.values()]
+        facts["default_schema"] = default_schema
+        facts["model_tables"] = len(tables)
+        facts["model_schemas"] = sorted({t.schema or default_schema for t in tables})
+        facts["diff"] = None if metadata is None else model_differences(ctx, metadata)
+
+    engine = create_engine(
+        url, poolclass=NullPool,
+        connect_args={"options": "-c default_transaction_read_only=on"},
+    )
+    try:
+        with engine.connect() as conn:
+            # From here until inspect_db runs, env.py imports the app and configures Alembic.
+            stage[0] = "app"
+            cfg.attributes["connection"] = conn
+            run_env(cfg, inspect_db)
+            conn.rollback()
+        if "current" not in facts:
+            raise RuntimeError("env.py never called context.run_migrations() online")
+        stage[0] = "registry"
+        facts["registry"] = declared.load_registry(registry, str(project)) if registry else None
+    except Exception as err:  # noqa: BLE001 - the parent says what failed, in one line
+        facts["failure"] = failure(err, stage[0], project)
+    finally:
+        engine.dispose()
+    return facts
+
+
+def failure(err: BaseException, stage: str, project: Path) -> dict[str, str | None]:
+    """A failure as the parent reports it: stage, one line, where in the project, traceback.
+
+    A query the database refused is a database error whatever was running (Alembic reading
+    alembic_version, or env.py itself); the location is then of no use.
+    """
+    where = None
+    if isinstance(err, DBAPIError):
+        stage = "database"
+        cause: BaseException = err.orig if err.orig is not None else err
+        error = _one_line(type(cause).__name__, str(cause))
+    elif isinstance(err, declared.RegistryError):
+        stage, error = "registry shape", str(err)
+    elif isinstance(err, SyntaxError):
+        # The file that does not compile never ran: it is in no frame, only in the error.
+        error = _one_line(type(err).__name__, str(err.msg))
+        if err.filename and not err.filename.startswith("<"):
+            where = _place(err.filename, err.lineno, project)
+    else:
+        error = _one_line(type(err).__name__, str(err))
+    if where is None and stage != "database":
+        # The deepest line of the project's own code: where the developer has to look.
+        # Frames named <frozen ...> or <string> are Python's, not files of the project.
+        frames = [f for f in traceback.extract_tb(err.__traceback__)
+                  if not f.filename.startswith("<")
+                  and Path(f.filename).resolve().is_relative_to(project)]
+        if frames:
+            where = _place(frames[-1].filename, frames[-1].lineno, project)
+    return {"stage": stage, "error": error, "where": where,
+            "traceback": "".join(traceback.format_exception(err))}
+
+
+def _one_line(kind: str, text: str) -> str:
+    text = text.strip()
+    return f"{kind}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def _place(filename: str, lineno: int | None, project: Path) -> str:
+    path = Path(filename).resolve()
+    shown = path.relative_to(project) if path.is_relative_to(project) else path
+    return f"{shown}, line {lineno}" if lineno else str(shown)
+
+
+def _down_revisions(value: str | tuple[str, ...] | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _enum(labels: list[str]) -> str:
     return "ENUM (" + ", ".join("'" + label.replace("'", "''") + "'" for label in labels) + ")"
 
 
-def _one(diff: tuple[Any, ...], dialect: Dialect | None) -> dict[str, str | None]:
+def _one(
+    diff: tuple[Any, ...], dialect: Dialect | None, default_schema: str | None
+) -> dict[str, str | None]:
     op = diff[0]
+
+    def qualified(schema: str | None, name: str) -> str:
+        return _table(schema or default_schema, name)
+
     out: dict[str, str | None] = {"op": op, "object": "", "detail": None, "kind": "other",
                                   "db": None, "app": None}
     adding = op.startswith("add_")
     if op in ("add_table", "remove_table"):
-        out.update(kind="table", object=diff[1].fullname)
-        n = len(diff[1].columns)
-        out["app" if adding else "db"] = f"a table of {n} column{'' if n == 1 else 's'}"
+        out.update(kind="table", object=qualified(diff[1].schema, diff[1].name))
+        out["app" if adding else "db"] = table_size(len(diff[1].columns))
     elif op in ("add_table_comment", "remove_table_comment"):
         table = diff[1]
         # Alembic keeps the text of a comment it would drop only in the operation, not in
         # the diff tuple: "a comment" is all we can say.
-        out.update(kind="table", object=table.fullname,
+        out.update(kind="table", object=qualified(table.schema, table.name),
                    db=_comment(diff[2]) if adding else "a comment",
                    app=_comment(table.comment) if adding else "no comment")
     elif op in ("add_column", "remove_column"):
         column = diff[3]
-        out.update(kind="column", object=f"{_table(diff[1], diff[2])}.{column.name}",
+        out.update(kind="column", object=f"{qualified(diff[1], diff[2])}.{column.name}",
                    detail=_type(column.type, dialect))
         out["app" if adding else "db"] = _column(column, dialect)
     elif op.startswith("modify_"):
-        out.update(kind="column", object=f"{_table(diff[1], diff[2])}.{diff[3]}",
+        out.update(kind="column", object=f"{qualified(diff[1], diff[2])}.{diff[3]}",
                    detail=f"{diff[-2]!r} -> {diff[-1]!r}")
         show = {
             "modify_type": lambda v: _type(v, dialect),
@@ -98,8 +246,8 @@ def _one(diff: tuple[Any, ...], dialect: Dialect | None) -> dict[str, str | None
         table = getattr(obj, "table", None)
         cols = [str(c.name) for c in getattr(obj, "columns", ())]
         name = obj.name or f"({', '.join(cols)})"
-        out.update(object=f"{table.fullname + '.' if table is not None else ''}{name}",
-                   detail=", ".join(cols) or None)
+        owner = f"{qualified(table.schema, table.name)}." if table is not None else ""
+        out.update(object=f"{owner}{name}", detail=", ".join(cols) or None)
         if isinstance(obj, Index):
             out.update(kind="index")
             text = _index(obj, dialect)
@@ -120,6 +268,7 @@ def _one(diff: tuple[Any, ...], dialect: Dialect | None) -> dict[str, str | None
 
 
 def _table(schema: str | None, name: str) -> str:
+    """``schema.name``; a bare name only where no schema is known (not PostgreSQL)."""
     return f"{schema}.{name}" if schema else name
 
 

@@ -243,7 +243,7 @@ def _built(future: Future) -> Any:
         return future.result()
     except ChainBuildFailed as err:
         raise ProofFailed(f"proof failed: the new revision does not build: {err.message}",
-                          diff=[err.detail or err.message]) from None
+                          diff=[err.message]) from None
 
 
 def _timed(fn: Callable[..., Any], *args: Any) -> float:

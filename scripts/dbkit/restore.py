@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
-from dbkit import scratch
+from dbkit import scratch, tools
 from dbkit.backup import migration_files, take_full_backup, take_migrations_backup
 from dbkit.chain import AlembicProject
 from dbkit.console import Console
@@ -105,7 +105,7 @@ def sweep_staged(versions_dir: Path) -> None:
     """Tidy what a killed migrations swap left beside the versions directory."""
     for path in sorted(versions_dir.parent.glob(f".{versions_dir.name}.dbkit-*")):
         match = _STAGED_RE.match(path.name)
-        if not match or scratch._pid_alive(int(match.group(3))):
+        if not match or tools.pid_alive(int(match.group(3))):
             continue
         if match.group(2) == "old" and not versions_dir.exists():
             os.rename(path, versions_dir)  # killed between the two renames: put it back

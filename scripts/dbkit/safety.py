@@ -13,7 +13,7 @@ from dbkit.errors import Refused
 from dbkit.server import Server
 from dbkit.settings import Settings
 
-YES = "--yes"
+YES = "\x00--yes"  # not something CONFIRM=... can contain
 
 
 def guard_destructive(settings: Settings, server: Server, what: str) -> None:

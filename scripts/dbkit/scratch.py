@@ -18,7 +18,8 @@ from contextlib import contextmanager
 import psycopg2
 from psycopg2 import sql
 
-from dbkit.errors import DbkitError, ServerUnreachable
+from dbkit import tools
+from dbkit.errors import DbkitError, ServerUnreachable, first_line
 from dbkit.server import Server
 
 SCRATCH_PREFIX = "dbkit_"
@@ -34,7 +35,7 @@ def create_database(server: Server, name: str, *, template: str | None = None) -
                 stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
             cur.execute(stmt)
     except psycopg2.Error as err:
-        raise DbkitError(f"cannot create database {name}: {_first_line(err)}") from None
+        raise DbkitError(f"cannot create database {name}: {first_line(err)}") from None
     finally:
         conn.close()
 
@@ -55,7 +56,7 @@ def drop_database(server: Server, name: str) -> None:
             terminate_connections(cur, name)
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
     except psycopg2.Error as err:
-        raise DbkitError(f"cannot drop database {name}: {_first_line(err)}") from None
+        raise DbkitError(f"cannot drop database {name}: {first_line(err)}") from None
     finally:
         conn.close()
 
@@ -73,10 +74,10 @@ def scratch_database(server: Server, purpose: str = "scratch") -> Iterator[str]:
     try:
         yield name
     finally:
-        _drop_resolutely(server, name)
+        drop_resolutely(server, name)
 
 
-def _drop_resolutely(server: Server, name: str) -> None:
+def drop_resolutely(server: Server, name: str) -> None:
     # A second Ctrl-C must not leave the scratch database behind: hold SIGINT while dropping.
     previous = signal.getsignal(signal.SIGINT)
     interrupted: list[int] = []
@@ -112,7 +113,7 @@ def stale_scratch_databases(server: Server) -> list[str]:
     stale = []
     for name in names:
         match = _SCRATCH_RE.match(name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not tools.pid_alive(int(match.group(1))):
             stale.append(name)
     return stale
 
@@ -156,23 +157,8 @@ def swap_databases(server: Server, *, current: str, replacement: str, keep_as: s
             except psycopg2.Error as err:
                 conn.rollback()
                 raise DbkitError(
-                    f"cannot swap {replacement} into {current}: {_first_line(err)} "
+                    f"cannot swap {replacement} into {current}: {first_line(err)} "
                     "(nothing was changed)"
                 ) from None
     finally:
         conn.close()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

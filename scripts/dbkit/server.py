@@ -34,6 +34,16 @@ EMBEDDED_SUPERUSER = "postgres"
 # PostgreSQL refuses to run as root; when we are root the embedded server runs as this user.
 EMBEDDED_OS_USER = "dbkit"
 _LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
+_SHELL_SPECIAL = "$`\"\\"
+_CORE_PARAMS = ("host", "port", "user", "password", "dbname")
+# libpq options a URL may carry (?sslmode=require ...), and the variables client tools read.
+_LIBPQ_ENV = {
+    "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY", "sslcrl": "PGSSLCRL", "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME", "connect_timeout": "PGCONNECT_TIMEOUT",
+    "target_session_attrs": "PGTARGETSESSIONATTRS", "channel_binding": "PGCHANNELBINDING",
+    "gssencmode": "PGGSSENCMODE", "passfile": "PGPASSFILE", "service": "PGSERVICE",
+}
 _STARTING = ("the database system is starting up", "the database system is not yet accepting")
 
 
@@ -66,9 +76,9 @@ class Server(ABC):
     def sa_url(self, dbname: str | None = None) -> URL:
         p = self.params(dbname)
         host = p.get("host") or None
-        query = {}
+        query = {k: v for k, v in p.items() if k not in _CORE_PARAMS and v}
         if host and host.startswith("/"):
-            query, host = {"host": host}, None
+            query["host"], host = host, None
         return URL.create(
             "postgresql+psycopg2",
             username=p.get("user") or None,
@@ -81,18 +91,21 @@ class Server(ABC):
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(self.settings.secrets)
+        """The password this server is reached with (masked wherever text goes out)."""
+        password = self.params().get("password", "")
+        return (password,) if password else ()
 
     # -- connections ------------------------------------------------------------------------
     def connect(
         self, dbname: str | None = None, *, autocommit: bool = True, wait: float = 10.0
     ) -> psycopg2.extensions.connection:
         """Connect, retrying while the server says it is starting up; one-line errors."""
-        p = {k: v for k, v in self.params(dbname).items() if v}
+        p = {"connect_timeout": "5", "application_name": "dbkit"}
+        p.update({k: v for k, v in self.params(dbname).items() if v})
         deadline = time.monotonic() + wait
         while True:
             try:
-                conn = psycopg2.connect(connect_timeout=5, application_name="dbkit", **p)
+                conn = psycopg2.connect(**p)
                 conn.autocommit = autocommit
                 return conn
             except psycopg2.OperationalError as err:
@@ -113,9 +126,13 @@ class Server(ABC):
 
     @cached_property
     def version_num(self) -> int:
-        with self.connect(self.maintenance_db) as conn, conn.cursor() as cur:
-            cur.execute("SHOW server_version_num")
-            return int(cur.fetchone()[0])
+        conn = self.connect(self.maintenance_db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SHOW server_version_num")
+                return int(cur.fetchone()[0])
+        finally:
+            conn.close()
 
     @property
     def major(self) -> int:
@@ -123,8 +140,12 @@ class Server(ABC):
 
     @cached_property
     def maintenance_db(self) -> str:
-        """A database to connect to for CREATE/DROP DATABASE: postgres if we may, else dev."""
-        for candidate in ("postgres", self.dev_db):
+        """A database to connect to for CREATE/DROP/RENAME DATABASE.
+
+        postgres or template1 where the role may connect; the development database only as a
+        last resort (it cannot be renamed from a session connected to it).
+        """
+        for candidate in ("postgres", "template1", self.dev_db):
             try:
                 self.connect(candidate, wait=0).close()
                 return candidate
@@ -160,13 +181,15 @@ class Server(ABC):
 
     def _libpq_env(self, dbname: str | None) -> dict[str, str]:
         p = self.params(dbname)
-        return {
+        env = {
             "PGHOST": p.get("host", ""),
             "PGPORT": p.get("port", ""),
             "PGUSER": p.get("user", ""),
             "PGPASSWORD": p.get("password", ""),
             "PGDATABASE": p["dbname"],
         }
+        env.update({var: p[key] for key, var in _LIBPQ_ENV.items() if p.get(key)})
+        return env
 
 
 class _LocalToolsServer(Server):
@@ -213,7 +236,9 @@ class UrlServer(_LocalToolsServer):
         url = self.settings.database_url
         assert url is not None
         host = url.host or str(url.query.get("host") or "")
+        options = {k: str(v) for k, v in url.query.items() if k in _LIBPQ_ENV}
         return {
+            **options,
             "host": host,
             "port": str(url.port or ""),
             "user": url.username or "",
@@ -304,12 +329,23 @@ class EmbeddedServer(_LocalToolsServer):
         return proc.stdout
 
     def _prepare_dirs(self) -> None:
+        for path in (self.pgdata, self.socket_dir):
+            if any(c in str(path) for c in _SHELL_SPECIAL):
+                # pg_ctl hands its -o options to a shell; such a path would be expanded.
+                raise ConfigError(f"PGDATA_DIR {path} contains one of {_SHELL_SPECIAL}")
+        if self.pgdata.exists() and not self.pgdata.is_dir():
+            raise ConfigError(f"PGDATA_DIR {self.pgdata} exists and is not a directory")
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         created = not self.pgdata.exists()
         if created:
             self.pgdata.mkdir(mode=0o700)
+        elif not (self.pgdata / "PG_VERSION").exists() and any(self.pgdata.iterdir()):
+            # Checked before any chown: never take over a directory that is not ours.
+            raise ServerUnreachable(
+                f"{self.pgdata} is not empty and is not a PostgreSQL data directory"
+            )
         if self.run_as is not None:
-            if created or self.pgdata.stat().st_uid == 0:
+            if created or not any(self.pgdata.iterdir()):
                 os.chown(self.pgdata, self.run_as.pw_uid, self.run_as.pw_gid)
             _grant_traverse(self.pgdata.parent)
             _grant_traverse(self.bin_dir)
@@ -321,9 +357,22 @@ class EmbeddedServer(_LocalToolsServer):
                 f"(uid {expected}); point PGDATA_DIR elsewhere"
             )
         if self.socket_dir != self.pgdata:
-            self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+            self._prepare_socket_dir(expected)
+
+    def _prepare_socket_dir(self, owner: int) -> None:
+        """The short socket directory in /tmp: ours, private, and never a symlink."""
+        try:
+            self.socket_dir.mkdir(mode=0o700)
             if self.run_as is not None:
-                os.chown(self.socket_dir, self.run_as.pw_uid, self.run_as.pw_gid)
+                os.lchown(self.socket_dir, self.run_as.pw_uid, self.run_as.pw_gid)
+        except FileExistsError:
+            pass
+        info = self.socket_dir.lstat()
+        if stat.S_ISLNK(info.st_mode) or info.st_uid != owner or info.st_mode & 0o077:
+            raise ServerUnreachable(
+                f"{self.socket_dir} is not a private directory of the server's user; "
+                "remove it and try again"
+            )
 
     def running_pid(self) -> int | None:
         """The postmaster's pid if one is alive for our data directory."""
@@ -332,13 +381,7 @@ class EmbeddedServer(_LocalToolsServer):
             pid = int(pidfile.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return pid
+        return pid if tools.pid_alive(pid) else None
 
     def ensure_running(self, console: Console | None = None) -> None:
         if self.running_pid() is not None:
@@ -363,10 +406,6 @@ class EmbeddedServer(_LocalToolsServer):
                     f"{self.pgdata} holds a PostgreSQL {data_major} cluster but the binaries are "
                     f"{binaries}; back it up with that version, or point PGDATA_DIR elsewhere"
                 )
-        elif any(self.pgdata.iterdir()):
-            raise ServerUnreachable(
-                f"{self.pgdata} is not empty and is not a PostgreSQL data directory"
-            )
         else:
             self._run(
                 [str(self.bin_dir / "initdb"), "-D", str(self.pgdata), "-U", EMBEDDED_SUPERUSER,
@@ -449,7 +488,10 @@ class DockerServer(Server):
         return [self._docker(), "compose", "-f", str(self.settings.compose_file), *args]
 
     def _docker_run(self, argv: list[str], *, what: str) -> str:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            raise ToolError(f"{what} did not answer in 300 s") from None
         if proc.returncode != 0:
             tail = tools.mask(tools.stderr_tail(proc.stderr), self.secrets)
             raise ToolError(f"{what} failed: {tail}")
@@ -457,12 +499,15 @@ class DockerServer(Server):
 
     def health(self) -> str:
         """running/healthy/starting/unhealthy/absent, from ``docker inspect``."""
-        proc = subprocess.run(
-            [self._docker(), "inspect", "--format",
-             "{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{end}}",
-             self.settings.postgres_container],
-            capture_output=True, text=True, timeout=60,
-        )
+        try:
+            proc = subprocess.run(
+                [self._docker(), "inspect", "--format",
+                 "{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                 self.settings.postgres_container],
+                capture_output=True, text=True, timeout=60,
+            )
+        except subprocess.TimeoutExpired:
+            raise ToolError("docker inspect did not answer in 60 s; is the engine up?") from None
         if proc.returncode != 0:
             return "absent"
         state, _, health = proc.stdout.strip().partition("/")

@@ -77,13 +77,6 @@ class Settings:
         """A copy with some fields changed (tests, and verbs that retarget a database)."""
         return replace(self, **changes)
 
-    @property
-    def secrets(self) -> list[str]:
-        """Strings that must never be printed."""
-        found = [self.postgres_password]
-        if self.database_url is not None and self.database_url.password:
-            found.append(str(self.database_url.password))
-        return [s for s in found if s]
 
 
 def _bool(name: str, raw: str) -> bool:

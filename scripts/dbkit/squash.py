@@ -27,7 +27,18 @@ from typing import Any
 
 from psycopg2 import sql
 
-from dbkit import __version__, backup, capture, catalog, manifest, prove, render, reset, scratch
+from dbkit import (
+    __version__,
+    backup,
+    capture,
+    catalog,
+    manifest,
+    prove,
+    render,
+    reset,
+    scratch,
+    tools,
+)
 from dbkit.chain import AlembicProject, Revision
 from dbkit.console import Console
 from dbkit.errors import (
@@ -545,7 +556,7 @@ def recover_interrupted_swap(root: Path, out: Console) -> None:
         if not match or not sibling.is_dir():
             continue
         name, role, pid = match.group(1), match.group(2), int(match.group(3))
-        if pid == os.getpid() or scratch._pid_alive(pid):
+        if pid == os.getpid() or tools.pid_alive(pid):
             continue
         versions = sibling.with_name(name)
         if role == "old" and not versions.exists():

@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from dbkit.errors import ToolError
 
@@ -130,6 +131,17 @@ def run(
     return proc
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def stderr_tail(raw: bytes | str | None, lines: int = 3) -> str:
     text = raw.decode(errors="replace") if isinstance(raw, bytes) else (raw or "")
     kept = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
@@ -137,7 +149,15 @@ def stderr_tail(raw: bytes | str | None, lines: int = 3) -> str:
 
 
 def mask(text: str, secrets: tuple[str, ...] | list[str]) -> str:
+    """Replace each secret, as written or URL-encoded, where it stands as a whole token.
+
+    A password "postgres" must not turn "postgresql://" into "***ql://", and a password "a"
+    must not eat every letter a; inside a URL or a message a password is set off by
+    punctuation, which is what the look-arounds ask for.
+    """
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+        if not secret:
+            continue
+        for form in {secret, quote(secret, safe="")}:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])", "***", text)
     return text

@@ -7,10 +7,16 @@ Three sources, one report:
    child (so its ``include_object``, ``include_name``, ``compare_type`` and
    ``compare_server_default`` apply) - see ``dbkit.model_diff``;
 3. what the app declares outside its models (views, materialized views, functions, triggers,
-   migration-only tables) - see ``dbkit.declared``.
+   migration-only tables) - see ``dbkit.declared`` - and, so nothing hides there, the
+   tables and views in schemas the app does not use.
 
-Exit codes: 0 in sync, 1 differences found, 2 could not check. Validate never writes: the
-child's session is read-only and the definition comparison is rolled back.
+The registry is optional only under its default name (``app.db.objects``): a name set in
+APP_OBJECTS that does not import is an error, an empty APP_OBJECTS turns those checks off.
+Every object is named with its schema (``public.genes.symbol``).
+
+Exit codes: 0 in sync, 1 differences found, 2 could not check (with --json, the report then
+carries the error). Validate never writes: the child's session is read-only and the
+definition comparison is rolled back.
 """
 
 from __future__ import annotations
@@ -24,15 +30,12 @@ from dbkit.chain import AlembicProject
 from dbkit.console import Console
 from dbkit.declared import Registry
 from dbkit.drift import CHANGED, EXTRA, MISSING, Difference
-from dbkit.errors import AppNotLoadable, ConfigError, DbkitError, ServerUnreachable
-from dbkit.server import get_server
-from dbkit.settings import Settings
+from dbkit.errors import AppNotLoadable, ConfigError, DbkitError
+from dbkit.server import Server, get_server
+from dbkit.settings import DEFAULTS, Settings
 
 _PROBLEM_COLOUR = {MISSING: "red", EXTRA: "yellow"}
-
-
-class ChildTraceback(Exception):
-    """The traceback of a failure inside the Alembic child; ``--debug`` shows it as the cause."""
+_NO_REGISTRY = "views, functions and triggers"
 
 
 @dataclass
@@ -54,64 +57,127 @@ def validate(settings: Settings, out: Console, *, json: bool = False) -> int:
     """Compare the database with the app: revision, models, views, functions, triggers.
 
     Exit 0 when they match, 1 when anything differs, 2 when the comparison could not run.
-    --json (or JSON=1) prints the differences as data for CI.
+    --json (or JSON=1) prints the differences as data for CI, also when it could not run.
     """
+    report: dict[str, Any] = {
+        "ok": False, "error": None, "database": None, "revision": None, "differences": [],
+        "counts": drift.counts([]), "registry": None, "notes": [],
+    }
+    try:
+        return _validate(settings, out, report, json=json)
+    except DbkitError as err:
+        if json:
+            # CI reads stdout: it gets the same keys, with the one line cli.py prints.
+            report.update(ok=False, error=out.mask(err.message))
+            out.result(jsonlib.dumps(report, indent=2))
+        raise
+
+
+def _validate(settings: Settings, out: Console, report: dict[str, Any], *, json: bool) -> int:
+    """``validate`` proper; fills ``report`` as it learns (the JSON form, also on failure)."""
     settings.require_alembic()
     server = get_server(settings)
-    server.ensure_running(out)
-    dbname = server.dev_db
+    # With --json, stdout carries the report alone: progress (starting a server) goes to stderr.
+    server.ensure_running(Console(out.err, quiet=out.quiet, secrets=out.secrets) if json else out)
+    dbname = report["database"] = server.dev_db
     if not server.database_exists(dbname):
         raise ConfigError(f"{server.describe(dbname)} does not exist: nothing to validate")
     if not json:
         out.say(f"Validating {server.describe(dbname)} against {settings.backend_dir}")
-    facts = AlembicProject(settings, server).validation_facts(dbname, settings.app_objects)
+    module = settings.app_objects.strip()
+    facts = AlembicProject(settings, server).validation_facts(dbname, module)
     if "failure" in facts:
-        raise _not_loadable(facts["failure"], settings)
+        raise _not_loadable(facts["failure"], settings, module, dbname)
 
-    registry = (None if facts["registry"] is None
-                else Registry.from_json(settings.app_objects, facts["registry"]))
-    revision = check_revision(facts["current"], facts["heads"], facts["graph"],
-                              has_table=facts["has_version_table"])
-    differences = list(revision.differences)
-    notes: list[str] = []
+    notes: list[str] = report["notes"]
+    registry = _registry(facts["registry"], module, settings, notes)
     if facts["diff"] is None:
-        notes.append("models (the project's env.py sets no target_metadata)")
-    else:
-        differences += model_differences(facts["diff"], registry, facts["default_schema"])
-    if registry is None:
-        notes.append(f"views, functions and triggers (no objects registry "
-                     f"{settings.app_objects} in the app; APP_OBJECTS names it)")
-    else:
-        conn = server.connect(dbname, autocommit=False)
-        try:
-            schemas = set(facts["model_schemas"]) | set(registry.schemas)
-            differences += declared.compare(conn, registry, schemas)
-        except declared.CompareError as err:
-            raise DbkitError(f"could not compare definitions in {dbname}: {err}") from None
-        finally:
-            conn.close()
+        if registry is None:
+            raise ConfigError(
+                "nothing to validate against: the project's env.py sets no target_metadata "
+                "and the app has no objects registry (APP_OBJECTS); only the revision "
+                "could be checked"
+            )
+        notes.insert(0, "models (the project's env.py sets no target_metadata)")
+    report["registry"] = registry.module if registry else None
 
+    revision = check_revision(facts["current"], facts["heads"], facts["graph"],
+                              has_table=facts["has_version_table"], table=facts["version_table"])
+    report["revision"] = revision.as_json()
+    differences = list(revision.differences)
+    if facts["diff"] is not None:
+        differences += _from_models(facts["diff"], registry)
+    differences += _from_database(server, dbname, facts, registry, differences)
+
+    report.update(ok=not differences, differences=[d.as_json() for d in _ordered(differences)],
+                  counts=drift.counts(differences))
     if json:
-        out.result(jsonlib.dumps(_report(dbname, revision, differences, registry, notes),
-                                 indent=2))
+        out.result(jsonlib.dumps(report, indent=2))
     else:
         _print(out, dbname, revision, differences, notes, checked=_checked(facts, registry))
     return 1 if differences else 0
 
 
-def _not_loadable(failure: dict[str, str], settings: Settings) -> DbkitError:
-    """The child's failure as one line; its traceback rides along as the cause (--debug)."""
+def _registry(
+    data: dict[str, Any] | None, module: str, settings: Settings, notes: list[str]
+) -> Registry | None:
+    """The app's registry; a missing one is a note only when nobody asked for it by name."""
+    if not module:
+        notes.append(f"{_NO_REGISTRY} (APP_OBJECTS is empty: the registry checks are off)")
+        return None
+    if data is not None:
+        return Registry.from_json(module, data)
+    if module != DEFAULTS["APP_OBJECTS"]:
+        raise ConfigError(
+            f"APP_OBJECTS={module}: no such module in the app in {settings.backend_dir} "
+            "(leave APP_OBJECTS empty to skip the registry checks)"
+        )
+    notes.append(f"{_NO_REGISTRY} (no objects registry {module} in the app; "
+                 "APP_OBJECTS names it)")
+    return None
+
+
+def _from_database(
+    server: Server, dbname: str, facts: dict[str, Any], registry: Registry | None,
+    found: list[Difference],
+) -> list[Difference]:
+    """The declared definitions, and the tables and views in schemas the app does not use."""
+    schemas = {facts["default_schema"], *facts["model_schemas"]}
+    if registry is not None:
+        schemas |= registry.schemas_used()
+    conn = server.connect(dbname, autocommit=False)
+    try:
+        differences = declared.compare(conn, registry, schemas) if registry else []
+        outside = declared.outside_schemas(
+            conn, schemas, tables=facts["diff"] is not None, views=registry is not None,
+            ignore=[facts["version_table"]],
+        )
+    except declared.CompareError as err:
+        raise DbkitError(f"could not compare definitions in {dbname}: {err}") from None
+    finally:
+        conn.close()
+    # A project whose env.py compares every schema has these from Alembic already.
+    seen = {(d.kind, d.object) for d in found}
+    return differences + [d for d in outside if (d.kind, d.object) not in seen]
+
+
+def _not_loadable(
+    failure: dict[str, str], settings: Settings, module: str, dbname: str
+) -> DbkitError:
+    """The child's failure as one line; its traceback rides along for --debug."""
+    stage = failure["stage"]
     what = {
-        "database": "cannot read the database",
+        "database": f"cannot read the database {dbname}",
         "app": f"the app in {settings.backend_dir} does not load (env.py or its models)",
         "compare": "Alembic's comparison failed",
-        "registry": f"the objects registry {settings.app_objects} does not load",
-    }.get(failure["stage"], "the app does not load")
-    kind = ServerUnreachable if failure["stage"] == "database" else AppNotLoadable
+        "registry": f"the objects registry {module} does not load",
+        "registry shape": f"the objects registry {module} is not usable",
+    }.get(stage, "the app does not load")
     where = f" ({failure['where']})" if failure.get("where") else ""
-    error = kind(f"{what}: {failure['error']}{where}; --debug shows the traceback")
-    error.__cause__ = ChildTraceback(failure["traceback"].rstrip())
-    return error
+    # The traceback helps where the app's code failed, not where the database said no.
+    hint = "" if stage in ("database", "registry shape") else "; --debug shows the traceback"
+    kind = DbkitError if stage == "database" else AppNotLoadable
+    return kind(f"{what}: {failure['error']}{where}{hint}", trace=failure["traceback"])
 
 
 # -- the revision ---------------------------------------------------------------------------------
@@ -128,9 +194,10 @@ def _ancestors(revs: list[str], graph: dict[str, list[str]]) -> set[str]:
 
 
 def check_revision(
-    current: list[str], heads: list[str], graph: dict[str, list[str]], *, has_table: bool
+    current: list[str], heads: list[str], graph: dict[str, list[str]], *, has_table: bool,
+    table: str = "public.alembic_version",
 ) -> RevisionCheck:
-    """Compare alembic_version with the chain: in sync, behind (by how many), unknown, ..."""
+    """Compare alembic_version (``table``) with the chain: in sync, behind (by how many), ..."""
     current, heads = sorted(current), sorted(heads)
     found: list[Difference] = []
     head_text = ", ".join(heads) or "no revision"
@@ -139,18 +206,18 @@ def check_revision(
     if len(heads) > 1:
         status = "several heads"
         found.append(Difference(
-            "revision", "alembic_version", "several heads", ", ".join(current) or "no revision",
+            "revision", table, "several heads", ", ".join(current) or "no revision",
             f"one head, but the project has {len(heads)} ({head_text}): merge them",
         ))
     unknown = [rev for rev in current if rev not in graph]
     if not has_table:
         status = "no version table"
-        found.append(Difference("revision", "alembic_version", "no version table",
-                                "no alembic_version table", f"{head_text} (head)"))
+        found.append(Difference("revision", table, "no version table",
+                                f"no {table} table", f"{head_text} (head)"))
     elif unknown:
         status = "unknown revision"
         found.append(Difference(
-            "revision", "alembic_version", "unknown revision",
+            "revision", table, "unknown revision",
             f"{', '.join(unknown)} (not in this chain: newer, deleted or squashed)",
             f"{head_text} (head)",
         ))
@@ -160,7 +227,7 @@ def check_revision(
             status = "behind" if status == "in sync" else status
             at = ", ".join(current) or "no revision (base)"
             found.append(Difference(
-                "revision", "alembic_version", "behind",
+                "revision", table, "behind",
                 f"{at}, {behind} {'revision' if behind == 1 else 'revisions'} behind",
                 f"{head_text} (head)",
             ))
@@ -168,15 +235,13 @@ def check_revision(
 
 
 # -- the models -----------------------------------------------------------------------------------
-def model_differences(
-    records: list[dict[str, Any]], registry: Registry | None, default_schema: str | None
-) -> list[Difference]:
+def _from_models(records: list[dict[str, Any]], registry: Registry | None) -> list[Difference]:
     """Alembic's records as differences; an add and a remove of one object become a change."""
     keep = set(registry.migration_only_tables) if registry else set()
     pending: dict[tuple[str, str], list[Difference]] = {}
     for rec in records:
         op, kind, obj = rec["op"], rec["kind"], rec["object"]
-        if op == "remove_table" and _qualified(obj, default_schema) in keep:
+        if op == "remove_table" and obj in keep:
             continue  # declared by the app, just not as a model
         if op.startswith("modify_") or op.endswith("_comment"):
             problem = CHANGED
@@ -202,10 +267,6 @@ def model_differences(
     return found
 
 
-def _qualified(name: str, default_schema: str | None) -> str:
-    return name if "." in name else f"{default_schema or 'public'}.{name}"
-
-
 # -- output ---------------------------------------------------------------------------------------
 def _checked(facts: dict[str, Any], registry: Registry | None) -> str:
     parts = []
@@ -229,23 +290,11 @@ def _print(
     for note in notes:
         out.result(f"Not checked: {note}")
     if differences:
-        out.result(out.paint(f"Drift: {drift.summary(differences)} in {dbname}", "red"))
+        out.result(out.paint(f"Drift in {dbname}: {drift.summary(differences)}", "red"))
     else:
         at = ", ".join(revision.heads) or "base"
         out.result(out.paint(f"In sync: {dbname} matches the app at {at}{checked}", "green"))
 
 
-def _report(
-    dbname: str, revision: RevisionCheck, differences: list[Difference],
-    registry: Registry | None, notes: list[str],
-) -> dict[str, Any]:
-    ordered = [d for _, diffs in drift.group(differences) for d in diffs]
-    return {
-        "ok": not differences,
-        "database": dbname,
-        "revision": revision.as_json(),
-        "differences": [d.as_json() for d in ordered],
-        "counts": drift.counts(differences),
-        "registry": registry.module if registry else None,
-        "notes": notes,
-    }
+def _ordered(differences: list[Difference]) -> list[Difference]:
+    return [d for _, diffs in drift.group(differences) for d in diffs]
