@@ -148,7 +148,7 @@ def test_drift_between_models_and_the_squashed_schema_is_reported(
                              project_dir, tmp_path)
     assert result.code == 0, result.err
     drift = report_of(folder)["model_drift"]
-    assert [d["object"] for d in drift] == ["legacy_import_log"]
+    assert [d["object"] for d in drift] == ["public.legacy_import_log"]
     assert "(reported, not fixed)" in result.out
     no_models = copy_project(FIXTURES / "view_chain", project_dir / "other")
     result, folder = dry_run(squash_env(pgdata, fresh_db, project_dir, no_models),

@@ -371,6 +371,7 @@ def test_role_without_temporary_objects_is_one_plain_line(
     copy: str, reader: str, server: EmbeddedServer, pgdata: Path, project_dir: Path
 ) -> None:
     _sql(server, copy, f"GRANT SELECT ON alembic_version TO {reader}; "
+                       f"GRANT USAGE ON SCHEMA audit TO {reader}; "
                        f"REVOKE TEMPORARY ON DATABASE {copy} FROM PUBLIC")
     url = f"postgresql://{reader}@/{copy}?host={server.socket_dir}"
     env = _env(pgdata, copy, project_dir, DB_MODE="url", DATABASE_URL=url)

@@ -1,11 +1,12 @@
 """Runs one Alembic operation on the user's project, in a process of its own.
 
 Why a child process: the project's ``env.py`` imports the project's models, configures
-logging and may keep module state; a fresh interpreter per operation keeps two projects
-(or two versions of one project) from ever meeting in ``sys.modules``.
+logging and may keep module state; a fresh interpreter per operation (or per session: the
+operations of one project on one versions directory) keeps two projects (or two versions of
+one project) from ever meeting in ``sys.modules``.
 
-Input is one JSON object on stdin (``config``, ``op``, ``args``, ``url``, ``result``), so the
-database password never appears in argv. The outcome is written as JSON to ``result``.
+Input is one JSON object per line on stdin (``config``, ``op``, ``args``, ``url``), so the
+database password never appears in argv; each is answered by one JSON line on stdout.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import io
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
-from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from dbkit import declared, model_diff
@@ -43,14 +44,6 @@ def _with_env(cfg: Config, fn: Any) -> Any:
     with EnvironmentContext(cfg, script, fn=capture, dont_mutate=True):
         script.run_env()
     return box.get("value")
-
-
-def _describe_diff(diff: Any, dialect: Any = None) -> list[dict[str, str | None]]:
-    """One autogenerate difference as plain data (op, object, detail, kind, db, app).
-
-    A column with several changes gives several records, one per change.
-    """
-    return model_diff.describe(diff, dialect)
 
 
 def _failing_revision(err: BaseException, script: ScriptDirectory) -> str | None:
@@ -117,115 +110,10 @@ def _backup_info(
     return info
 
 
-def _validation_facts(
-    cfg: Config, script: ScriptDirectory, url: str, registry: str
-) -> dict[str, Any]:
-    """Everything ``dbkit validate`` needs from the project, in one process and one session.
-
-    The chain (heads, revision graph), the database's revision, Alembic's comparison run
-    through the project's env.py, and the app's objects registry. The session is read-only,
-    so no hook of the project can write. A failure comes back as data, with the stage it
-    happened in: ``database`` (no connection), ``app`` (env.py or the app does not
-    import), ``compare``, ``registry``.
-    """
-    facts: dict[str, Any] = {
-        "heads": list(script.get_heads()),
-        "graph": {s.revision: _as_list(s.down_revision) for s in script.walk_revisions()},
-    }
-    stage = ["database"]
-
-    def inspect_db(ctx: Any) -> None:
-        stage[0] = "compare"
-        facts["has_version_table"] = inspect(ctx.connection).has_table(
-            ctx.version_table, schema=ctx.version_table_schema
-        )
-        facts["current"] = list(ctx.get_current_heads())
-        default_schema = ctx.dialect.default_schema_name
-        metadata = ctx.opts.get("target_metadata")
-        metadatas = metadata if isinstance(metadata, (list, tuple)) else [metadata]
-        facts["default_schema"] = default_schema
-        tables = [t for m in metadatas if m is not None for t in m.tables.values()]
-        facts["model_tables"] = len(tables)
-        facts["model_schemas"] = sorted({t.schema or default_schema for t in tables})
-        facts["diff"] = None if metadata is None else [
-            record for d in compare_metadata(ctx, metadata)
-            for record in _describe_diff(d, ctx.dialect)
-        ] + model_diff.enum_records([m for m in metadatas if m is not None], ctx.connection,
-                                    default_schema)
-
-    engine = create_engine(
-        url, poolclass=NullPool,
-        connect_args={"options": "-c default_transaction_read_only=on"},
-    )
-    try:
-        with engine.connect() as conn:
-            stage[0] = "app"
-            cfg.attributes["connection"] = conn
-            _with_env(cfg, inspect_db)
-            conn.rollback()
-        if "current" not in facts:
-            raise RuntimeError("env.py never called context.run_migrations() online")
-        stage[0] = "registry"
-        facts["registry"] = declared.load_registry(registry, str(Path(cfg.config_file_name)
-                                                                 .resolve().parent))
-    except Exception as err:  # noqa: BLE001 - the parent says what failed, in one line
-        text = str(err).strip()
-        project = Path(cfg.config_file_name).resolve().parent
-        # The deepest line of the project's own code: where the developer has to look.
-        frames = [f for f in traceback.extract_tb(err.__traceback__)
-                  if Path(f.filename).resolve().is_relative_to(project)]
-        where = (f"{Path(frames[-1].filename).resolve().relative_to(project)}, "
-                 f"line {frames[-1].lineno}") if frames else None
-        facts["failure"] = {
-            "stage": stage[0],
-            "error": f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "),
-            "where": where,
-            "traceback": traceback.format_exc(),
-        }
-    finally:
-        engine.dispose()
-    return facts
-
-
 def _model_diffs(ctx: Any) -> list[dict[str, str | None]] | None:
     """What autogenerate would change to make the database match the models (None: none)."""
     metadata = ctx.opts.get("target_metadata")
-    if metadata is None:
-        return None
-    return [record for d in compare_metadata(ctx, metadata)
-            for record in _describe_diff(d, ctx.dialect)]
-
-
-def _roundtrip(cfg: Config, url: str) -> dict[str, Any]:
-    """upgrade head, downgrade base, upgrade head, each committed; what the downgrade left;
-    then the models compared with the result (``diff``).
-
-    One process for the squash proof's round trip and model check instead of four (each
-    start costs the project's imports). The snapshot after the downgrade is dbkit's.
-    """
-    from dbkit import catalog
-
-    result: dict[str, Any] = {"after_downgrade": None, "upgrade_again_error": None,
-                              "model_diff": None}
-    for step in ("upgrade", "downgrade", "snapshot", "upgrade again", "diff"):
-        with _connection(url) as conn:
-            cfg.attributes["connection"] = conn
-            if step == "upgrade":
-                command.upgrade(cfg, "head")
-            elif step == "downgrade":
-                command.downgrade(cfg, "base")
-            elif step == "snapshot":
-                result["after_downgrade"] = catalog.snapshot(
-                    conn.connection.driver_connection)
-            elif step == "upgrade again":
-                try:
-                    command.upgrade(cfg, "head")
-                except Exception as err:  # noqa: BLE001 - reported after the leftovers
-                    result["upgrade_again_error"] = f"{type(err).__name__}: {err}"
-                    break
-            else:
-                result["model_diff"] = _with_env(cfg, _model_diffs)
-    return result
+    return None if metadata is None else model_diff.model_differences(ctx, metadata)
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
@@ -248,6 +136,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     op, args = spec["op"], spec.get("args", [])
     script: ScriptDirectory | None = None
     data: Any = None
+    started = time.perf_counter()
     try:
         script = ScriptDirectory.from_config(cfg)
         if op == "heads":
@@ -265,14 +154,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             ]
         elif op == "history":
             command.history(cfg)
-        elif op == "roundtrip":
-            data = _roundtrip(cfg, url)
         elif op == "backup_info":
             data = _backup_info(cfg, script, out, url)
         elif op == "declared":
             data = declared.load_registry(args[0], str(config_path.parent))
         elif op == "validate":
-            data = _validation_facts(cfg, script, url, args[0])
+            data = model_diff.validation_facts(cfg, script, url, args[0], _with_env)
         else:
             with _connection(url) as conn:
                 cfg.attributes["connection"] = conn
@@ -296,7 +183,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             "traceback": traceback.format_exc(),
             "output": out.getvalue(),
         }
-    return {"ok": True, "output": out.getvalue(), "data": data}
+    # The operation's own time: dbkit reports build times without the interpreter's start.
+    return {"ok": True, "output": out.getvalue(), "data": data,
+            "seconds": time.perf_counter() - started}
 
 
 def _one_line(err: BaseException) -> str:
@@ -305,14 +194,20 @@ def _one_line(err: BaseException) -> str:
 
 
 def main() -> None:
-    spec = json.loads(sys.stdin.read())
-    # stdout carries only our JSON answer: whatever the project prints goes to stderr.
+    # stdout carries only our JSON answers: whatever the project prints goes to stderr.
     answer = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    result = run(spec)
-    answer.write(json.dumps(result))
+    # One operation per line, answered by one line, until the end of the input: a session
+    # (chain.AlembicSession) starts this process early and sends operations as they come.
+    failed = False
+    for line in iter(sys.stdin.readline, ""):
+        if line.strip():
+            result = run(json.loads(line))
+            failed = failed or not result["ok"]
+            answer.write(json.dumps(result) + "\n")
+            answer.flush()
     answer.close()
-    sys.exit(0 if result["ok"] else 1)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ from dbkit.server import Server, get_server
 from dbkit.settings import Settings
 
 WORD = "squash"
-_PURPOSES = ("squasha", "squashb", "squashc")
+_PURPOSES = ("squasha", "squashb")
 _STAGED = re.compile(r"^\.(.+)\.dbkit-(new|old)-(\d+)$")
 
 
@@ -123,15 +123,19 @@ def squash(
     outcome = Outcome(revision="", new_revision=new_revision)
     with project_lock(settings, "squash"), ExitStack() as databases:
         recover_interrupted_swap(settings.alembic_config.parent, out)
-        # The scratch databases A, B, C are created while other work goes on (a dry run
+        # The scratch databases A and B are created while other work goes on (a dry run
         # needs no confirmation, so from the start; else once confirmed, during the backup).
         chain_a: Future | None = None
         if dry_run:
             ready = databases.enter_context(_made_meanwhile(server, *_PURPOSES))
-            # Nothing to confirm: the old chain is built while preflight reads the project
-            # (not during a backup: its timing is reported and must not compete with pg_dump).
-            chain_a = _in_background(_build_chain, server, project, ready)
-        plan = preflight(settings, server, project)
+        # One child for everything the old chain does (its start overlaps the rest); it
+        # ends before the scratch databases are dropped (the stack unwinds in reverse).
+        old_chain = databases.enter_context(project.session())
+        plan = preflight(settings, server, old_chain)
+        if dry_run:
+            # Nothing to confirm: the old chain is built while the run goes on (not during a
+            # backup: its timing is reported and must not compete with pg_dump).
+            chain_a = _in_background(_build_chain, server, old_chain, ready)
         if not dry_run:
             guard_destructive(settings, server, "squash the migration chain")
         outcome.revision = uuid.uuid4().hex[:12] if new_revision else plan.head
@@ -147,12 +151,15 @@ def squash(
             staged = outcome.output / plan.versions_dir.name
         else:
             ready = databases.enter_context(_made_meanwhile(server, *_PURPOSES))
-            made = _backup(settings, server, project, plan, out)
+            made = _backup(settings, server, old_chain, plan, out)
             outcome.backup = made.path
             staged = _sibling(plan.versions_dir, "new")
+        # The new revision's child starts now, to be ready when the revision is written.
+        new = databases.enter_context(
+            AlembicProject(settings, server, version_locations=staged).session())
         try:
             _stage(plan, staged)
-            _build_and_prove(settings, server, project, plan, staged, outcome, out, ready,
+            _build_and_prove(server, old_chain, new, plan, staged, outcome, out, ready,
                              chain_a)
             databases.close()  # nothing waits for the user with scratch databases open
             if not dry_run:
@@ -331,21 +338,19 @@ def _build_chain(server: Server, project: AlembicProject,
     """A ← the old chain: its name, its snapshot while still empty, the build's seconds."""
     a, = ready(1)
     baseline = catalog.snapshot_of(server, a)
-    started = time.perf_counter()
-    project.upgrade(a, "head")
-    return a, baseline, time.perf_counter() - started
+    return a, baseline, project.build(a)
 
 
-def _build_and_prove(settings: Settings, server: Server, project: AlembicProject, plan: Plan,
+def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProject, plan: Plan,
                      staged: Path, outcome: Outcome, out: Console,
                      ready: Callable[[int], list[str]], chain_a: Future | None) -> None:
     """A ← old chain (maybe already under way), capture, render into ``staged``, prove with
-    B and C (see ``prove``)."""
+    B, built by ``new`` (see ``prove``)."""
     with out.step(f"Building database A from the old chain ({len(plan.revisions)} "
                   "revisions)"):
         a, baseline, outcome.old_chain_seconds = (
             chain_a.result() if chain_a is not None else _build_chain(server, project, ready))
-        version_key, version_table = _landed(server, project, a, plan)
+        version_key, version_table = _landed(server, a, plan)
     with out.step("Capturing what the chain built"):
         conn = server.connect(a)
         try:
@@ -362,10 +367,9 @@ def _build_and_prove(settings: Settings, server: Server, project: AlembicProject
         path = staged / render.file_name(outcome.revision, len(plan.revisions))
         path.write_text(text)
         outcome.file, outcome.file_size = path, path.stat().st_size
-    new = AlembicProject(settings, server, version_locations=staged)
-    _, b, c = ready(3)
-    proof = prove.prove(server, new, a=a, b=b, c=c, baseline=baseline,
-                        version_key=version_key, out=out)
+    _, b = ready(2)
+    proof = prove.prove(server, new, a=a, b=b, baseline=baseline, version_key=version_key,
+                        out=out)
     landed_b = read_versions(server, b, {outcome.revision})
     if landed_b != (version_key, [outcome.revision]):
         raise ProofFailed(f"proof failed: B is at {landed_b[1]} in {landed_b[0]}, not at "
@@ -398,12 +402,12 @@ def _made_meanwhile(server: Server, *purposes: str) -> Iterator[Callable[[int], 
             future.cancel()
             if not future.cancelled():
                 future.exception()  # a database being created cannot be dropped yet
-        for name in names:
-            scratch.drop_database(server, name)
+        # Dropped side by side: each waits mostly for the server.
+        with ThreadPoolExecutor(max_workers=len(names)) as dropping:
+            list(dropping.map(lambda name: scratch.drop_database(server, name), names))
 
 
-def _landed(server: Server, project: AlembicProject, dbname: str,
-            plan: Plan) -> tuple[str, tuple[str | None, str]]:
+def _landed(server: Server, dbname: str, plan: Plan) -> tuple[str, tuple[str | None, str]]:
     """The chain must have run in ``dbname``: an env.py that ignores the connection (and the
     URL) dbkit gives it would build some other database, and the capture would be empty.
 

@@ -141,7 +141,10 @@ def _from_database(
     server: Server, dbname: str, facts: dict[str, Any], registry: Registry | None,
     found: list[Difference],
 ) -> list[Difference]:
-    """The declared definitions, and the tables and views in schemas the app does not use."""
+    """The declared definitions, and the tables and views in schemas the app does not use.
+
+    Each source speaks for its own kind: the models for tables, the registry for views.
+    """
     schemas = {facts["default_schema"], *facts["model_schemas"]}
     if registry is not None:
         schemas |= registry.schemas_used()
