@@ -31,7 +31,8 @@ from squash_helpers import (
 
 from conftest import BACKEND, FIXTURES, run_cli
 from dbkit import backup, catalog, scratch
-from dbkit.chain import AlembicProject
+from dbkit.chain import AlembicChild, AlembicProject
+from dbkit.errors import ChainBuildFailed
 from dbkit.render import escape_binds, py_value
 from dbkit.server import EmbeddedServer
 from dbkit.settings import load_settings
@@ -76,6 +77,34 @@ def test_diff_snapshots_names_kind_object_and_attribute(server: EmbeddedServer) 
     assert "table public.t: columns ['a', 'b'] in A vs ['b', 'a'] in B" in diff
     assert "view public.v: only in A" in diff
     assert any(line.startswith("index public.t.ix_a: definition:") for line in diff), diff
+
+
+def test_a_warm_child_runs_operations_in_turn_and_says_when_it_died(
+        pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer) -> None:
+    """The squash runs each versions directory's operations in one child started early."""
+    backend = copy_project(FIXTURES / "rename_column", project_dir)
+    settings = load_settings(project_dir, squash_env(pgdata, fresh_db, project_dir, backend))
+
+    def tables() -> set[str]:
+        conn = server.connect(fresh_db)
+        try:
+            return set(catalog.table_row_counts(conn))
+        finally:
+            conn.close()
+
+    with AlembicChild() as child:
+        project = AlembicProject(settings, server, child=child)
+        assert project.heads() == ["0a0100000003"]
+        assert project.build(fresh_db) > 0
+        assert "public.people" in tables()
+        with pytest.raises(ChainBuildFailed, match="alembic upgrade nosuchrev failed"):
+            project.upgrade(fresh_db, "nosuchrev")
+        assert project.current(fresh_db) == ["0a0100000003"]  # a failure leaves it working
+        project.downgrade(fresh_db, "0a0100000002")
+        assert project.current(fresh_db) == ["0a0100000002"]
+        child.kill()
+        with pytest.raises(ChainBuildFailed, match=r"^alembic heads crashed: exit -9$"):
+            project.heads()
 
 
 # -- rendering helpers -----------------------------------------------------------------------------

@@ -13,13 +13,14 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from backup_helpers import folder_state, one_line_error
 from squash_helpers import copy_project, scratch_databases, squash_env, versions_of
 
-from conftest import BACKEND, FIXTURES, run_cli
+from conftest import BACKEND, FIXTURES, Result, run_cli
 from dbkit import render, squash
 from dbkit.server import EmbeddedServer
 
@@ -78,6 +79,15 @@ def test_capture_refuses_what_it_cannot_reproduce(
         "public.event: no_delete); nothing was changed")
 
 
+def _squash_rendered(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], project_dir: Path,
+                     edit: Callable[[str], str]) -> Result:
+    """A confirmed squash whose rendered revision is changed by ``edit`` before the proof."""
+    real = render.render_revision
+    monkeypatch.setattr(render, "render_revision",
+                        lambda *args, **kwargs: edit(real(*args, **kwargs)))
+    return run_cli(["squash"], env, cwd=project_dir)
+
+
 def test_render_failure(project, project_dir: Path, server: EmbeddedServer,
                         monkeypatch: pytest.MonkeyPatch) -> None:
     backend, env, before, dbs_before = project
@@ -96,16 +106,13 @@ def test_proof_mismatch_names_what_differs(project, project_dir: Path, server: E
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A revision that loses one seed row and one index must not get past the proof."""
     backend, env, before, dbs_before = project
-    real = render.render_revision
 
-    def lossy(*args: object, **kwargs: object) -> str:
-        text = real(*args, **kwargs)
+    def lossy(text: str) -> str:
         text = re.sub(r'\n *\{"id": 3, [^\n]*\},', "", text)
         return text.replace('op.execute("CREATE INDEX ix_person_name ON public.people USING '
                             'btree (full_name)")', "")
 
-    monkeypatch.setattr(render, "render_revision", lossy)
-    result = run_cli(["squash"], env, cwd=project_dir)
+    result = _squash_rendered(monkeypatch, env, project_dir, lossy)
     assert result.code == 1
     assert one_line_error(result.err).startswith(
         "dbkit squash: error: proof failed: B (new revision) differs from A (old chain)")
@@ -121,16 +128,44 @@ def test_a_downgrade_that_leaves_objects_fails_the_proof(
         project, project_dir: Path, server: EmbeddedServer,
         monkeypatch: pytest.MonkeyPatch) -> None:
     backend, env, before, dbs_before = project
-    real = render.render_revision
-
-    def leaky(*args: object, **kwargs: object) -> str:
-        return real(*args, **kwargs).replace('op.execute("DROP TABLE public.people")', "pass")
-
-    monkeypatch.setattr(render, "render_revision", leaky)
-    result = run_cli(["squash"], env, cwd=project_dir)
+    result = _squash_rendered(monkeypatch, env, project_dir, lambda text: text.replace(
+        'op.execute("DROP TABLE public.people")', "pass"))
     assert result.code == 1
     assert "downgrade() leaves objects behind" in one_line_error(result.err)
     assert "left after downgrade: table public.people: only in downgraded" in result.err
+    _unchanged(backend, before, server, dbs_before)
+
+
+def test_a_downgrade_that_fails_fails_the_proof(
+        project, project_dir: Path, server: EmbeddedServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    backend, env, before, dbs_before = project
+    result = _squash_rendered(monkeypatch, env, project_dir, lambda text: text.replace(
+        "def downgrade() -> None:\n",
+        "def downgrade() -> None:\n    raise RuntimeError('cannot go down')\n"))
+    assert result.code == 1
+    assert one_line_error(result.err) == (
+        "dbkit squash: error: proof failed: downgrade() fails: alembic downgrade base failed "
+        "in revision 0a0100000003: RuntimeError: cannot go down")
+    _unchanged(backend, before, server, dbs_before)
+
+
+def test_an_upgrade_that_fails_after_the_downgrade_fails_the_proof(
+        project, project_dir: Path, server: EmbeddedServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first upgrade is identical to A and the downgrade leaves nothing the proof compares
+    (a database setting); upgrading again is part of the proof all the same."""
+    backend, env, before, dbs_before = project
+    once = ('    op.execute("DO $$ BEGIN IF current_setting(\'dbkit.once\', true) = \'done\' '
+            "THEN RAISE EXCEPTION 'upgraded twice'; END IF; EXECUTE 'ALTER DATABASE ' || "
+            "quote_ident(current_database()) || ' SET dbkit.once = ''done'''; END $$\")\n")
+    result = _squash_rendered(monkeypatch, env, project_dir, lambda text: text.replace(
+        "def upgrade() -> None:\n", "def upgrade() -> None:\n" + once))
+    assert result.code == 1, result.out + result.err
+    line = one_line_error(result.err)
+    assert line.startswith("dbkit squash: error: proof failed: upgrade() after downgrade() "
+                           "fails: alembic upgrade head failed in revision 0a0100000003: ")
+    assert "upgraded twice" in line
     _unchanged(backend, before, server, dbs_before)
 
 

@@ -156,6 +156,10 @@ class _Builder:
     def qn(self, key: str) -> str:
         return self.q.qual(*self.names[key])
 
+    def _column_comments(self, name: str, columns: list[dict[str, Any]]) -> list[str]:
+        return [f"COMMENT ON COLUMN {name}.{self.q.ident(col['name'])} IS "
+                f"{literal(col['comment'])}" for col in columns if col["comment"] is not None]
+
     def add(self, kind: str, key: str, create: list[str], drop: str | None = None) -> Node:
         if kind != "function":  # function bodies are kept verbatim
             create = [stmt if stmt.startswith("COMMENT ON ") else reparsable(stmt)
@@ -410,10 +414,7 @@ class _Builder:
             stmts = [stmt]
             if t["comment"] is not None:
                 stmts.append(f"COMMENT ON TABLE {name} IS {literal(t['comment'])}")
-            for col in t["columns"]:
-                if col["comment"] is not None:
-                    stmts.append(f"COMMENT ON COLUMN {name}.{self.q.ident(col['name'])} IS "
-                                 f"{literal(col['comment'])}")
+            stmts += self._column_comments(name, t["columns"])
             stmts += after
             if t["row_security"]:
                 stmts.append(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY")
@@ -568,10 +569,7 @@ class _Builder:
                                      f" SET DEFAULT {col['default']}")
                 if v["comment"] is not None:
                     stmts.append(f"COMMENT ON {word} {name} IS {literal(v['comment'])}")
-                for col in v["columns"]:
-                    if col["comment"] is not None:
-                        stmts.append(f"COMMENT ON COLUMN {name}.{self.q.ident(col['name'])} IS "
-                                     f"{literal(col['comment'])}")
+                stmts += self._column_comments(name, v["columns"])
                 stmts += _grants(self.conn, "pg_class", key, f"TABLE {name}", v["acl"])
                 self.add(kind, key, stmts, f"DROP {word} {name}")
                 if kind == "matview":

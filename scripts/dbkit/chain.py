@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,8 @@ from dbkit.errors import ChainBuildFailed, ConfigError
 from dbkit.server import Server
 from dbkit.settings import Settings
 from dbkit.tools import mask
+
+_CHILD = [sys.executable, "-m", "dbkit.alembic_child"]
 
 
 @dataclass(frozen=True)
@@ -35,13 +38,16 @@ class AlembicProject:
     """One Alembic project (its alembic.ini) and the server its databases live on."""
 
     def __init__(
-        self, settings: Settings, server: Server | None, *, version_locations: Path | None = None
+        self, settings: Settings, server: Server | None, *, version_locations: Path | None = None,
+        child: AlembicChild | None = None,
     ) -> None:
         self.settings = settings
         self.server = server
         self.config = settings.require_alembic()
         # Set: revisions come from this directory instead of the project's own (squash proof).
         self.version_locations = version_locations
+        # Set: every operation runs in this one warm child instead of a child of its own.
+        self.child = child
 
     def _run(self, op: str, *args: str, dbname: str | None = None) -> dict[str, Any]:
         spec: dict[str, Any] = {"config": str(self.config), "op": op, "args": list(args)}
@@ -70,18 +76,13 @@ class AlembicProject:
         return result
 
     def _exchange(self, spec: dict[str, Any]) -> tuple[str, str, int | None]:
-        """One operation in a child of its own: its JSON answer, stderr and exit status."""
+        """One operation in a child: its JSON answer, stderr and exit status."""
+        if self.child is not None:
+            return self.child.exchange(spec)
         # The child answers with JSON on stdout (the project's own output goes to stderr);
         # nothing is written to disk, so a killed run leaves nothing behind.
-        proc = subprocess.run(
-            [sys.executable, "-m", "dbkit.alembic_child"],
-            input=json.dumps(spec), capture_output=True, text=True,
-        )
+        proc = subprocess.run(_CHILD, input=json.dumps(spec), capture_output=True, text=True)
         return proc.stdout, proc.stderr, proc.returncode
-
-    def session(self) -> AlembicSession:
-        """This project with every operation run in one child started now (see AlembicSession)."""
-        return AlembicSession(self)
 
     # -- the chain, no database needed -------------------------------------------------------
     def heads(self) -> list[str]:
@@ -161,62 +162,81 @@ class AlembicProject:
         return self._run("diff", dbname=dbname)["data"]
 
 
-class AlembicSession(AlembicProject):
-    """The same project, its operations run one after another in one child started at once.
+class AlembicChild:
+    """One ``dbkit.alembic_child`` started now, that runs operations one after another.
 
-    A child's start (the interpreter, Alembic and SQLAlchemy: a third of a second) then
-    happens while the caller does other work, and once for all its operations. The child
-    still imports nothing of the project before its first operation, and one session never
-    mixes two versions directories. A context manager: leaving it ends the child (at once,
-    killed, when leaving on an error: it may be running a migration whose database is about
-    to be dropped).
+    Its start (the interpreter, Alembic and SQLAlchemy: a third of a second) then happens
+    while the caller does other work, and once for all the operations. It imports nothing of
+    the project before the first operation; after that the project's modules stay imported,
+    so give one child to one project and one versions directory. Between operations it holds
+    no database connection. A context manager: leaving it ends the child (killed at once
+    when leaving on an error: it may be running a migration in a database about to go).
     """
 
-    def __init__(self, project: AlembicProject) -> None:
-        super().__init__(project.settings, project.server,
-                         version_locations=project.version_locations)
+    def __init__(self) -> None:
         # stderr (the project's log) goes to an unnamed file: a pipe nobody reads could fill.
         self._log: IO[bytes] = tempfile.TemporaryFile()
         self._lock = threading.Lock()
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "dbkit.alembic_child"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
-        )
+        self._proc = subprocess.Popen(_CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=self._log, text=True)
 
-    def _exchange(self, spec: dict[str, Any]) -> tuple[str, str, int | None]:
+    def exchange(self, spec: dict[str, Any]) -> tuple[str, str, int | None]:
+        """Send one operation, wait for its answer (one JSON line); "" when the child is gone."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
         with self._lock:
+            if self._log.closed:  # closed: the child has ended
+                return "", "", self._proc.returncode
+            logged = os.fstat(self._log.fileno()).st_size  # this operation's log starts here
             try:
                 self._proc.stdin.write(json.dumps(spec) + "\n")
                 self._proc.stdin.flush()
                 answer = self._proc.stdout.readline()
-            except (BrokenPipeError, ValueError):  # the child is gone, or we closed it
+            except (BrokenPipeError, ValueError):  # the child is gone, or was finished
                 answer = ""
-            if answer:
-                return answer, "", None  # the log is the session's, not this operation's
-            code = self._proc.wait()
-            self._log.seek(0)
-            return "", self._log.read().decode(errors="replace"), code
+            code = None if answer else self._proc.wait()
+            self._log.seek(logged)
+            return answer, self._log.read().decode(errors="replace"), code
+
+    def finish(self) -> None:
+        """No more operations: the child ends by itself (``close`` waits for it)."""
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+
+    def kill(self) -> None:
+        """At once, whatever it is doing (then ``close`` to wait for it)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+
+    def stop(self, kind: type[BaseException] | None, err: BaseException | None = None,
+             tb: TracebackType | None = None) -> None:
+        """Leaving a context without the wait: killed after a failure, else finished.
+
+        For ``ExitStack.push``: the child is stopped before the databases it used are
+        dropped, and waited for (``close``) after.
+        """
+        if kind is not None:
+            self.kill()
+        self.finish()
 
     def close(self, *, kill: bool = False) -> None:
-        """End the child: at the end of its input, or killed; wait for it either way."""
+        """End the child (at the end of its input, or killed) and wait for it."""
         if kill:
-            self._proc.kill()
+            self.kill()
+        self.finish()
         try:
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        try:
-            self._proc.wait(timeout=None if kill else 10)
+            self._proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-        self._log.close()
+        with self._lock:  # an operation sent from another thread has seen the end by now
+            if self._proc.stdout is not None:
+                self._proc.stdout.close()
+            self._log.close()
 
-    def __enter__(self) -> AlembicSession:
+    def __enter__(self) -> AlembicChild:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,

@@ -144,12 +144,15 @@ class DbState:
 
 
 def read_state(server: Server, dbname: str, version_key: str) -> DbState:
-    dump = schema_dump(server, dbname)
-    conn = server.connect(dbname)
-    try:
-        return DbState(dbname, dump, catalog.snapshot(conn), data_state(conn, version_key))
-    finally:
-        conn.close()
+    # pg_dump runs while the catalog and the rows are read: each waits mostly for the server.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        dump = pool.submit(schema_dump, server, dbname)
+        conn = server.connect(dbname)
+        try:
+            snapshot, data = catalog.snapshot(conn), data_state(conn, version_key)
+        finally:
+            conn.close()
+        return DbState(dbname, dump.result(), snapshot, data)
 
 
 def differences(server: Server, a: DbState, b: DbState, *,
@@ -195,7 +198,7 @@ def prove(
 
     Each "identical" is the full comparison (pg_dump, catalog, rows, sequence positions),
     made before B changes again, so a difference names the rows of the state that had it.
-    ``new`` is best an AlembicSession (one child for the four operations); B must be empty
+    ``new`` best runs in one warm child (AlembicChild) for its four operations; B must be empty
     on entry. Raises ProofFailed naming every difference.
     """
     result = ProofResult()
@@ -225,7 +228,8 @@ def prove(
             result.snapshot = state_b.snapshot
             result.model_diff = drift.result()
     except BaseException:
-        # Ctrl-C or a failure: do not wait for the child; dropping its database ends it.
+        # Ctrl-C or a failure: do not wait for a read under way (the caller ends the child
+        # and drops the databases).
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()

@@ -39,7 +39,7 @@ from dbkit import (
     scratch,
     tools,
 )
-from dbkit.chain import AlembicProject, Revision
+from dbkit.chain import AlembicChild, AlembicProject, Revision
 from dbkit.console import Console
 from dbkit.errors import (
     ChainBuildFailed,
@@ -119,18 +119,20 @@ def squash(
     started = time.perf_counter()
     server = get_server(settings)
     server.ensure_running(out)
-    project = AlembicProject(settings, server)
+    settings.require_alembic()  # a project that is not there is said before anything starts
     outcome = Outcome(revision="", new_revision=new_revision)
-    with project_lock(settings, "squash"), ExitStack() as databases:
+    with project_lock(settings, "squash"), ExitStack() as children, \
+            ExitStack() as databases:
+        # One warm child for the old chain's operations, one for the new revision's: both
+        # start now, and their start-up overlaps the rest of the run.
+        old_child, new_child = (children.enter_context(AlembicChild()) for _ in range(2))
+        old_chain = AlembicProject(settings, server, child=old_child)
         recover_interrupted_swap(settings.alembic_config.parent, out)
         # The scratch databases A and B are created while other work goes on (a dry run
         # needs no confirmation, so from the start; else once confirmed, during the backup).
         chain_a: Future | None = None
         if dry_run:
-            ready = databases.enter_context(_made_meanwhile(server, *_PURPOSES))
-        # One child for everything the old chain does (its start overlaps the rest); it
-        # ends before the scratch databases are dropped (the stack unwinds in reverse).
-        old_chain = databases.enter_context(project.session())
+            ready = _scratch(databases, server, old_child, new_child)
         plan = preflight(settings, server, old_chain)
         if dry_run:
             # Nothing to confirm: the old chain is built while the run goes on (not during a
@@ -150,13 +152,11 @@ def squash(
             out.say(f"Dry run: everything goes to {outcome.output}; the project is not touched.")
             staged = outcome.output / plan.versions_dir.name
         else:
-            ready = databases.enter_context(_made_meanwhile(server, *_PURPOSES))
+            ready = _scratch(databases, server, old_child, new_child)
             made = _backup(settings, server, old_chain, plan, out)
             outcome.backup = made.path
             staged = _sibling(plan.versions_dir, "new")
-        # The new revision's child starts now, to be ready when the revision is written.
-        new = databases.enter_context(
-            AlembicProject(settings, server, version_locations=staged).session())
+        new = AlembicProject(settings, server, version_locations=staged, child=new_child)
         try:
             _stage(plan, staged)
             _build_and_prove(server, old_chain, new, plan, staged, outcome, out, ready,
@@ -338,7 +338,10 @@ def _build_chain(server: Server, project: AlembicProject,
     """A ← the old chain: its name, its snapshot while still empty, the build's seconds."""
     a, = ready(1)
     baseline = catalog.snapshot_of(server, a)
-    return a, baseline, project.build(a)
+    seconds = project.build(a)
+    if project.child is not None:
+        project.child.finish()  # it has nothing more to do: let it end meanwhile
+    return a, baseline, seconds
 
 
 def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProject, plan: Plan,
@@ -346,6 +349,9 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
                      ready: Callable[[int], list[str]], chain_a: Future | None) -> None:
     """A ← old chain (maybe already under way), capture, render into ``staged``, prove with
     B, built by ``new`` (see ``prove``)."""
+    # While A is built, B's child reads B's revision (none: B is new): that first operation
+    # imports the project's env.py and models, which B's build, waiting for A, then need not.
+    b_current = _in_background(lambda: new.current(ready(2)[1]))
     with out.step(f"Building database A from the old chain ({len(plan.revisions)} "
                   "revisions)"):
         a, baseline, outcome.old_chain_seconds = (
@@ -368,6 +374,8 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
         path.write_text(text)
         outcome.file, outcome.file_size = path, path.stat().st_size
     _, b = ready(2)
+    if b_current.result():
+        raise DbkitError(f"the scratch database {b} is not empty")
     proof = prove.prove(server, new, a=a, b=b, baseline=baseline, version_key=version_key,
                         out=out)
     landed_b = read_versions(server, b, {outcome.revision})
@@ -378,6 +386,18 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
     outcome.checks = proof.checks
     outcome.drift = proof.model_diff
     outcome.b_snapshot = proof.snapshot
+
+
+def _scratch(databases: ExitStack, server: Server,
+             *children: AlembicChild) -> Callable[[int], list[str]]:
+    """The scratch databases (see ``_made_meanwhile``), dropped when ``databases`` closes,
+    after the children are stopped: killed if the run failed (one may be running a
+    migration in them), else finished (they hold no connection between operations, and
+    are waited for once the databases are gone)."""
+    ready = databases.enter_context(_made_meanwhile(server, *_PURPOSES))
+    for child in children:
+        databases.push(child.stop)
+    return ready
 
 
 @contextmanager
