@@ -140,9 +140,9 @@ class _Builder:
         self.names = {  # key -> (schema, name), exactly as the catalog has them
             f"{s}.{n}": (s, n) for s, n in _rows(conn, f"""
                 SELECT n.nspname, c.relname FROM pg_class c
-                JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
+                JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog.USER_SCHEMA}
                 UNION SELECT n.nspname, t.typname FROM pg_type t
-                JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {catalog._USER_SCHEMA}""")
+                JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {catalog.USER_SCHEMA}""")
         }
         self.functions = {
             key: (schema, name, args) for key, schema, name, args in _rows(conn, f"""
@@ -150,7 +150,7 @@ class _Builder:
                        || pg_get_function_identity_arguments(p.oid) || ')',
                        n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)
                 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                WHERE {catalog._USER_SCHEMA}""")
+                WHERE {catalog.USER_SCHEMA}""")
         }
 
     def qn(self, key: str) -> str:

@@ -28,42 +28,41 @@ SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 USER_SCHEMA = (
     "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
 )
-_USER_SCHEMA = USER_SCHEMA  # the private spelling prove, capture and depend still use
 # Objects created by an extension belong to the extension, not to the project.
 NOT_EXTENSION = (
     "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = {cls}::regclass "
     "AND d.objid = {oid} AND d.deptype = 'e')"
 )
-_NOT_EXT_CLASS = NOT_EXTENSION.format(cls="'pg_class'", oid="c.oid")
+NOT_EXT_CLASS = NOT_EXTENSION.format(cls="'pg_class'", oid="c.oid")
 
 Snapshot = dict[str, Any]
 
 
 def object_counts(conn: psycopg2.extensions.connection) -> dict[str, int]:
     """How many of each kind of object the project's schemas hold, and how many rows."""
-    rel = _NOT_EXT_CLASS
+    rel = NOT_EXT_CLASS
     queries = {
-        "schemas": f"SELECT count(*) FROM pg_namespace n WHERE {_USER_SCHEMA} "
+        "schemas": f"SELECT count(*) FROM pg_namespace n WHERE {USER_SCHEMA} "
                    "AND n.nspname <> 'public'",
         "tables": f"SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                  f"WHERE c.relkind IN ('r', 'p') AND {_USER_SCHEMA} AND {rel}",
+                  f"WHERE c.relkind IN ('r', 'p') AND {USER_SCHEMA} AND {rel}",
         "views": f"SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                 f"WHERE c.relkind = 'v' AND {_USER_SCHEMA} AND {rel}",
+                 f"WHERE c.relkind = 'v' AND {USER_SCHEMA} AND {rel}",
         "materialized views": "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
-                              f"ON n.oid = c.relnamespace WHERE c.relkind = 'm' AND {_USER_SCHEMA}",
+                              f"ON n.oid = c.relnamespace WHERE c.relkind = 'm' AND {USER_SCHEMA}",
         "indexes": f"SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                   f"WHERE c.relkind = 'i' AND {_USER_SCHEMA} AND {rel}",
+                   f"WHERE c.relkind = 'i' AND {USER_SCHEMA} AND {rel}",
         "sequences": "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
-                     f"ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND {_USER_SCHEMA} "
+                     f"ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND {USER_SCHEMA} "
                      f"AND {rel}",
         "functions": "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-                     f"WHERE {_USER_SCHEMA} AND "
+                     f"WHERE {USER_SCHEMA} AND "
                      + NOT_EXTENSION.format(cls="'pg_proc'", oid="p.oid"),
         "triggers": "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                     f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal "
-                    f"AND {_USER_SCHEMA}",
+                    f"AND {USER_SCHEMA}",
         "types": "SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-                 f"WHERE t.typtype IN ('e', 'd', 'r') AND {_USER_SCHEMA} AND "
+                 f"WHERE t.typtype IN ('e', 'd', 'r') AND {USER_SCHEMA} AND "
                  + NOT_EXTENSION.format(cls="'pg_type'", oid="t.oid"),
         "extensions": "SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql'",
     }
@@ -81,8 +80,8 @@ def table_row_counts(conn: psycopg2.extensions.connection) -> dict[str, int]:
     with conn.cursor() as cur:
         cur.execute(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
-            f"ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND {_USER_SCHEMA} AND "
-            + _NOT_EXT_CLASS
+            f"ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND {USER_SCHEMA} AND "
+            + NOT_EXT_CLASS
             + " ORDER BY 1, 2"
         )
         tables = cur.fetchall()
@@ -138,7 +137,7 @@ def _acl(value: Any) -> list[str] | None:
 # Shared SQL fragments. ``c`` is a pg_class row, ``n`` its namespace.
 _REL = (
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    f"WHERE {_USER_SCHEMA} AND {_NOT_EXT_CLASS}"
+    f"WHERE {USER_SCHEMA} AND {NOT_EXT_CLASS}"
 )
 _DESC = (
     "(SELECT d.description FROM pg_description d WHERE d.classoid = '{cls}'::regclass "
@@ -195,7 +194,7 @@ def _schemas(conn: psycopg2.extensions.connection) -> dict[str, Any]:
         SELECT n.nspname AS name, {_comment('pg_namespace', 'n.oid')} AS comment,
                n.nspacl::text[] AS acl
         FROM pg_namespace n
-        WHERE {_USER_SCHEMA} AND {NOT_EXTENSION.format(cls="'pg_namespace'", oid="n.oid")}
+        WHERE {USER_SCHEMA} AND {NOT_EXTENSION.format(cls="'pg_namespace'", oid="n.oid")}
         ORDER BY 1""")
     return {r["name"]: {"comment": r["comment"], "acl": _acl(r["acl"])} for r in rows}
 
@@ -227,7 +226,7 @@ def _types(conn: psycopg2.extensions.connection) -> dict[str, Any]:
         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
         LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
         LEFT JOIN pg_class rc ON rc.oid = t.typrelid
-        WHERE {_USER_SCHEMA} AND {not_ext}
+        WHERE {USER_SCHEMA} AND {not_ext}
           AND (t.typtype IN ('e', 'd', 'r', 'm') OR (t.typtype = 'c' AND rc.relkind = 'c'))
         ORDER BY 1, 2""")
     for r in rows:
@@ -297,7 +296,7 @@ def _sequences(conn: psycopg2.extensions.connection) -> dict[str, Any]:
                {_comment('pg_class', 'c.oid')} AS comment, c.relacl::text[] AS acl
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_sequence s ON s.seqrelid = c.oid
-        WHERE c.relkind = 'S' AND {_USER_SCHEMA} AND {_NOT_EXT_CLASS}
+        WHERE c.relkind = 'S' AND {USER_SCHEMA} AND {NOT_EXT_CLASS}
         ORDER BY 1, 2""")
     out = {}
     for r in rows:
@@ -467,7 +466,7 @@ def _functions(conn: psycopg2.extensions.connection) -> dict[str, Any]:
                CASE WHEN p.prokind <> 'a' THEN pg_get_functiondef(p.oid) END AS definition,
                {_comment('pg_proc', 'p.oid')} AS comment, p.proacl::text[] AS acl
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE {_USER_SCHEMA} AND {not_ext}
+        WHERE {USER_SCHEMA} AND {not_ext}
         ORDER BY 1, 2, 3""")
     out = {}
     for r in rows:
@@ -481,20 +480,20 @@ def _functions(conn: psycopg2.extensions.connection) -> dict[str, Any]:
 _UNSUPPORTED = {
     "rule": "SELECT n.nspname || '.' || c.relname || ': ' || r.rulename FROM pg_rewrite r "
             "JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace "
-            f"WHERE r.rulename <> '_RETURN' AND {_USER_SCHEMA}",
+            f"WHERE r.rulename <> '_RETURN' AND {USER_SCHEMA}",
     "extended statistics": "SELECT n.nspname || '.' || s.stxname FROM pg_statistic_ext s "
                            "JOIN pg_namespace n ON n.oid = s.stxnamespace "
-                           f"WHERE {_USER_SCHEMA}",
+                           f"WHERE {USER_SCHEMA}",
     "foreign table": f"SELECT n.nspname || '.' || c.relname {_REL} AND c.relkind = 'f'",
     "operator": "SELECT n.nspname || '.' || o.oprname FROM pg_operator o JOIN pg_namespace n "
-                f"ON n.oid = o.oprnamespace WHERE {_USER_SCHEMA} AND "
+                f"ON n.oid = o.oprnamespace WHERE {USER_SCHEMA} AND "
                 + NOT_EXTENSION.format(cls="'pg_operator'", oid="o.oid"),
     "collation": "SELECT n.nspname || '.' || co.collname FROM pg_collation co JOIN pg_namespace n "
-                 f"ON n.oid = co.collnamespace WHERE {_USER_SCHEMA} AND "
+                 f"ON n.oid = co.collnamespace WHERE {USER_SCHEMA} AND "
                  + NOT_EXTENSION.format(cls="'pg_collation'", oid="co.oid"),
     "text search configuration": "SELECT n.nspname || '.' || t.cfgname FROM pg_ts_config t "
                                  f"JOIN pg_namespace n ON n.oid = t.cfgnamespace WHERE "
-                                 f"{_USER_SCHEMA} AND "
+                                 f"{USER_SCHEMA} AND "
                                  + NOT_EXTENSION.format(cls="'pg_ts_config'", oid="t.oid"),
     "event trigger": "SELECT evtname FROM pg_event_trigger e WHERE "
                      + NOT_EXTENSION.format(cls="'pg_event_trigger'", oid="e.oid"),

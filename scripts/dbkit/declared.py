@@ -28,7 +28,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from dbkit.catalog import NOT_EXTENSION, USER_SCHEMA
+from dbkit.catalog import NOT_EXT_CLASS, NOT_EXTENSION, USER_SCHEMA
 from dbkit.drift import CHANGED, EXTRA, MISSING, Difference, table_size
 from dbkit.errors import first_line
 
@@ -154,7 +154,6 @@ class CompareError(Exception):
 
 
 _USER_SCHEMAS = "n.nspname = ANY(%(schemas)s)"
-_NOT_EXT_CLASS = NOT_EXTENSION.format(cls="'pg_class'", oid="c.oid")
 _NOT_EXT_PROC = NOT_EXTENSION.format(cls="'pg_proc'", oid="p.oid")
 _RELATIONS = f"""
 SELECT n.nspname || '.' || c.relname, c.relkind,
@@ -162,7 +161,7 @@ SELECT n.nspname || '.' || c.relname, c.relkind,
        CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {_USER_SCHEMAS}
-  AND {_NOT_EXT_CLASS}
+  AND {NOT_EXT_CLASS}
 """
 _FUNCTIONS = """
 SELECT n.nspname || '.' || p.proname, pg_get_function_identity_arguments(p.oid),
@@ -189,7 +188,7 @@ SELECT n.nspname || '.' || c.relname, c.relkind,
         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind::text = ANY(%(kinds)s) AND NOT c.relispartition
-  AND {USER_SCHEMA.replace("%", "%%")} AND n.nspname <> ALL(%(schemas)s) AND {_NOT_EXT_CLASS}
+  AND {USER_SCHEMA.replace("%", "%%")} AND n.nspname <> ALL(%(schemas)s) AND {NOT_EXT_CLASS}
   AND n.nspname || '.' || c.relname <> ALL(%(ignore)s)
 ORDER BY 1
 """
@@ -285,7 +284,7 @@ def _read_live(cur: psycopg2.extensions.cursor, schemas: list[str]) -> _Live:
     functions: dict[str, dict[str, dict[str, str]]] = {}
     for row in cur.fetchall():
         functions.setdefault(row[0], {})[row[1]] = _function_attributes(row)
-    trigger_where = f"{_USER_SCHEMAS} AND {_NOT_EXT_CLASS}"
+    trigger_where = f"{_USER_SCHEMAS} AND {NOT_EXT_CLASS}"
     cur.execute(_TRIGGERS.format(where=trigger_where), params)
     return _Live(present, relations, functions, dict(cur.fetchall()))
 

@@ -54,7 +54,7 @@ def _rows(conn: psycopg2.extensions.connection, query: str) -> list[tuple]:
 
 _OBJECTS = f"""
 SELECT 'pg_namespace'::regclass::oid, n.oid, 'schema', n.nspname, n.nspname, NULL
-  FROM pg_namespace n WHERE {catalog._USER_SCHEMA}
+  FROM pg_namespace n WHERE {catalog.USER_SCHEMA}
 UNION ALL
 SELECT 'pg_extension'::regclass::oid, e.oid, 'extension', e.extname, NULL, e.extname
   FROM pg_extension e
@@ -67,7 +67,7 @@ SELECT 'pg_class'::regclass::oid, c.oid,
             ELSE 'sequence' END,
        n.nspname || '.' || c.relname, n.nspname, c.relname
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p', 'v', 'm', 'c', 'S') AND {catalog._USER_SCHEMA}
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'c', 'S') AND {catalog.USER_SCHEMA}
 UNION ALL
 SELECT 'pg_class'::regclass::oid, i.indexrelid,
        CASE WHEN co.oid IS NULL THEN 'index' ELSE 'constraint' END,
@@ -76,18 +76,18 @@ SELECT 'pg_class'::regclass::oid, i.indexrelid,
   JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
   LEFT JOIN pg_constraint co ON co.conindid = i.indexrelid AND co.conrelid = i.indrelid
        AND co.contype IN ('p', 'u', 'x')
- WHERE {catalog._USER_SCHEMA}
+ WHERE {catalog.USER_SCHEMA}
 UNION ALL
 SELECT 'pg_type'::regclass::oid, t.oid,
        CASE WHEN t.typtype IN ('e', 'd', 'r', 'm') THEN 'type' ELSE 'rowtype' END,
        n.nspname || '.' || t.typname, n.nspname, t.typname
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
- WHERE {catalog._USER_SCHEMA} AND (t.typtype IN ('e', 'd', 'r', 'm', 'c'))
+ WHERE {catalog.USER_SCHEMA} AND (t.typtype IN ('e', 'd', 'r', 'm', 'c'))
 UNION ALL
 SELECT 'pg_proc'::regclass::oid, p.oid, 'function',
        n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
        n.nspname, p.proname
-  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {catalog._USER_SCHEMA}
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {catalog.USER_SCHEMA}
 UNION ALL
 SELECT 'pg_constraint'::regclass::oid, co.oid,
        CASE WHEN co.conrelid <> 0 THEN 'constraint' ELSE 'type' END,
@@ -95,31 +95,31 @@ SELECT 'pg_constraint'::regclass::oid, co.oid,
        CASE WHEN co.conrelid <> 0 THEN co.conname ELSE ty.typname END
   FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
   LEFT JOIN pg_class t ON t.oid = co.conrelid LEFT JOIN pg_type ty ON ty.oid = co.contypid
- WHERE {catalog._USER_SCHEMA}
+ WHERE {catalog.USER_SCHEMA}
 UNION ALL
 SELECT 'pg_attrdef'::regclass::oid, ad.oid,
        CASE WHEN c.relkind = 'v' THEN 'view' ELSE 'table' END,
        n.nspname || '.' || c.relname, n.nspname, c.relname
   FROM pg_attrdef ad JOIN pg_class c ON c.oid = ad.adrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog.USER_SCHEMA}
 UNION ALL
 SELECT 'pg_rewrite'::regclass::oid, r.oid,
        CASE WHEN c.relkind = 'm' THEN 'matview' WHEN c.relkind = 'v' THEN 'view'
             ELSE 'table' END,
        n.nspname || '.' || c.relname, n.nspname, c.relname
   FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
-  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog.USER_SCHEMA}
 UNION ALL
 SELECT 'pg_trigger'::regclass::oid, tg.oid, 'trigger', n.nspname || '.' || c.relname,
        n.nspname, tg.tgname
   FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE NOT tg.tgisinternal AND {catalog._USER_SCHEMA}
+ WHERE NOT tg.tgisinternal AND {catalog.USER_SCHEMA}
 UNION ALL
 SELECT 'pg_policy'::regclass::oid, pol.oid, 'policy', n.nspname || '.' || c.relname,
        n.nspname, pol.polname
   FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog._USER_SCHEMA}
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog.USER_SCHEMA}
 """
 
 # What a pg_type row stands for when it is not a type of its own: a table's row type is the
@@ -127,7 +127,7 @@ SELECT 'pg_policy'::regclass::oid, pol.oid, 'policy', n.nspname || '.' || c.reln
 _TYPE_OWNERS = f"""
 SELECT t.oid, t.typrelid, t.typelem
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
- WHERE {catalog._USER_SCHEMA} AND (t.typrelid <> 0 OR (t.typelem <> 0 AND t.typlen = -1))
+ WHERE {catalog.USER_SCHEMA} AND (t.typrelid <> 0 OR (t.typelem <> 0 AND t.typlen = -1))
 """
 
 

@@ -62,7 +62,7 @@ def _relations(conn: psycopg2.extensions.connection, skip: str) -> list[tuple[st
         cur.execute(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
             "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm') "
-            f"AND {catalog._USER_SCHEMA} AND {catalog._NOT_EXT_CLASS} "
+            f"AND {catalog.USER_SCHEMA} AND {catalog.NOT_EXT_CLASS} "
             "AND (c.relkind <> 'm' OR c.relispopulated) ORDER BY 1, 2"
         )
         return [(s, n) for s, n in cur.fetchall() if f"{s}.{n}" != skip]
@@ -82,8 +82,8 @@ def data_state(conn: psycopg2.extensions.connection, version_key: str) -> dict[s
             state["rows"][f"{schema}.{name}"] = [int(count), digest]
         cur.execute(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
-            f"ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND {catalog._USER_SCHEMA} "
-            f"AND {catalog._NOT_EXT_CLASS} ORDER BY 1, 2")
+            f"ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND {catalog.USER_SCHEMA} "
+            f"AND {catalog.NOT_EXT_CLASS} ORDER BY 1, 2")
         for schema, name in cur.fetchall():
             cur.execute(sql.SQL("SELECT last_value, is_called FROM {}.{}").format(
                 sql.Identifier(schema), sql.Identifier(name)))

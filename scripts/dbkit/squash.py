@@ -501,7 +501,7 @@ def swap(settings: Settings, plan: Plan, staged: Path, outcome: Outcome, *,
             except BaseException:
                 os.rename(old, versions)
                 raise
-        _fsync_dir(versions.parent)
+        manifest.fsync_dir(versions.parent)
         try:
             heads = AlembicProject(settings, None).heads()
             if heads != [outcome.revision]:
@@ -542,14 +542,6 @@ def retire(plan: Plan, old: Path, made: manifest.Backup, *, archive: bool,
     out.say(f"The old revision files are in the backup {made.path / manifest.MIGRATIONS}"
             + (f" and in {archived}" if archived else ""))
     return archived
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _discard(staged: Path) -> None:
