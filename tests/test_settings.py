@@ -75,3 +75,9 @@ def test_url_drivers_are_normalised_to_psycopg2(tmp_path: Path) -> None:
                       env_file=NO_FILE)
     assert s.database_url is not None
     assert s.database_url.drivername == "postgresql+psycopg2"
+
+
+def test_a_dotenv_line_that_does_not_parse_is_named(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("BACKEND_DIR=backend\nthis is not a setting\n")
+    with pytest.raises(ConfigError, match=r"\.env line 2 does not parse"):
+        load_settings(tmp_path, {})

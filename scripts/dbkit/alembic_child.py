@@ -30,7 +30,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from dbkit import declared, model_diff
+from dbkit import model_diff
 
 
 def _with_env(cfg: Config, fn: Any) -> Any:
@@ -157,8 +157,6 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             command.history(cfg)
         elif op == "backup_info":
             data = _backup_info(cfg, script, out, url)
-        elif op == "declared":
-            data = declared.load_registry(args[0], str(config_path.parent))
         elif op == "validate":
             data = model_diff.validation_facts(cfg, script, url, args[0], _with_env)
         else:

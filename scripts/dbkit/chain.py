@@ -101,14 +101,6 @@ class AlembicProject:
             for r in self._run("revisions")["data"]
         ]
 
-    def versions_dirs(self) -> list[Path]:
-        """The directories that hold revision files (usually one: alembic/versions)."""
-        dirs: list[Path] = []
-        for rev in self.revisions():
-            if rev.path.parent not in dirs:
-                dirs.append(rev.path.parent)
-        return dirs
-
     def backup_info(self, dbname: str | None = None) -> dict[str, Any]:
         """versions_dir, heads, history (text) and, given a database, its current revisions."""
         return dict(self._run("backup_info", dbname=dbname)["data"])
@@ -144,10 +136,6 @@ class AlembicProject:
 
     def current(self, dbname: str) -> list[str]:
         return list(self._run("current", dbname=dbname)["data"])
-
-    def declared(self, module: str) -> dict[str, Any] | None:
-        """The app's objects registry (``APP_OBJECTS``) as data; None if the app has none."""
-        return self._run("declared", module)["data"]
 
     def validation_facts(self, dbname: str, module: str) -> dict[str, Any]:
         """Heads, revision graph, ``dbname``'s revision, model diff and registry, in one child.

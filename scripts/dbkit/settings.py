@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -73,10 +74,6 @@ class Settings:
             )
         return self.alembic_config
 
-    def with_(self, **changes: object) -> Settings:
-        """A copy with some fields changed (tests, and verbs that retarget a database)."""
-        return replace(self, **changes)
-
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -115,6 +112,18 @@ def parse_database_url(raw: str) -> URL:
     return url.set(drivername="postgresql+psycopg2")
 
 
+def _read_env_file(path: Path) -> dict[str, str]:
+    """``.env`` values; a line that does not parse is an error, not a warning to scroll past."""
+    if not path.is_file():
+        return {}
+    with path.open(encoding="utf-8") as fh:
+        for binding in parse_stream(fh):
+            if binding.error:
+                raise ConfigError(f"{path} line {binding.original.line} does not parse "
+                                  "(expected NAME=value)")
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
 def load_settings(
     project_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -125,7 +134,7 @@ def load_settings(
     project_dir = (project_dir or Path.cwd()).resolve()
     environ = os.environ if environ is None else environ
     env_file = env_file or project_dir / ".env"
-    file_values = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    file_values = _read_env_file(env_file)
 
     def get(name: str) -> str:
         if name in environ:

@@ -17,7 +17,6 @@ from urllib.parse import quote
 
 from dbkit.errors import ToolError
 
-CLIENT_TOOLS = ("pg_dump", "pg_restore", "psql")
 # Variables a user's shell may carry that would send a tool somewhere we did not mean.
 _PG_ENV = (
     "PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSERVICE",
