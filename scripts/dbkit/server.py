@@ -200,19 +200,19 @@ class _LocalToolsServer(Server):
             self.settings.pg_bin
         )
 
-    @cached_property
-    def _tool_paths(self) -> dict[str, tuple[Path, int]]:
-        return {}
+    def _located(self, name: str) -> tuple[Path, int]:
+        """Where ``name`` is and its major version; looked up (and checked) once per run."""
+        found = self.__dict__.setdefault("_tools_found", {})
+        if name not in found:
+            dirs, explicit = self._tool_dirs()
+            found[name] = tools.find_tool(name, self.major, dirs, explicit=explicit)
+        return found[name]
 
     def tool_path(self, name: str) -> Path:
-        if name not in self._tool_paths:
-            dirs, explicit = self._tool_dirs()
-            self._tool_paths[name] = tools.find_tool(name, self.major, dirs, explicit=explicit)
-        return self._tool_paths[name][0]
+        return self._located(name)[0]
 
     def tool_version(self, name: str) -> int:
-        self.tool_path(name)
-        return self._tool_paths[name][1]
+        return self._located(name)[1]
 
     def tool(self, name: str, args: list[str], dbname: str | None = None) -> tools.Invocation:
         return tools.Invocation(
