@@ -35,9 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dbkit import scratch, tools
 from dbkit.console import Console
-from dbkit.server import EmbeddedServer
+from dbkit.pg import scratch, tools
+from dbkit.pg.embedded import EmbeddedServer
 from dbkit.settings import load_settings
 
 RESULTS = Path(__file__).parent / "results"
@@ -134,7 +134,7 @@ def write_project(root: Path) -> None:
 
 def build(server: EmbeddedServer, env: dict[str, str], work: Path, gb: float) -> int:
     """The generated database; its size in bytes."""
-    scratch.create_database(server, DB)
+    server.create_database(DB)
     run_dbkit(["upgrade"], env, work)
     conn = server.connect(DB)
     try:

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_backup import machine
-from dbkit import scratch
-from dbkit.chain import AlembicProject
 from dbkit.console import Console
-from dbkit.server import EmbeddedServer
+from dbkit.pg import scratch
+from dbkit.pg.embedded import EmbeddedServer
+from dbkit.project.chain import AlembicProject
 from dbkit.settings import load_settings
 
 RESULTS = Path(__file__).parent / "results"

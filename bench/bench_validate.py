@@ -23,11 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from dbkit import declared, scratch
-from dbkit.chain import AlembicProject
 from dbkit.console import Console
-from dbkit.server import EmbeddedServer
+from dbkit.pg import scratch
+from dbkit.pg.embedded import EmbeddedServer
+from dbkit.project.chain import AlembicProject
 from dbkit.settings import load_settings
+from dbkit.validate import declared
 
 SIZES = (100, 250, 500, 1000)
 RUNS = 3

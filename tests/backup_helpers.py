@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from conftest import FIXTURES, base_env
-from dbkit import catalog
-from dbkit.chain import AlembicProject
-from dbkit.server import EmbeddedServer, Server
+from dbkit.pg import catalog
+from dbkit.pg.embedded import EmbeddedServer
+from dbkit.pg.server import Server
+from dbkit.project.chain import AlembicProject
 from dbkit.settings import load_settings
 
 APP = FIXTURES / "backup_app"

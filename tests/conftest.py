@@ -22,9 +22,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from dbkit import cli, scratch
+from dbkit import cli
 from dbkit.console import Console
-from dbkit.server import EmbeddedServer
+from dbkit.pg import scratch
+from dbkit.pg.embedded import EmbeddedServer
 from dbkit.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent

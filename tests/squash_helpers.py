@@ -16,7 +16,7 @@ from backup_helpers import TtyInput, databases
 
 from conftest import Result, base_env, run_cli
 from dbkit import cli
-from dbkit.server import Server
+from dbkit.pg.server import Server
 
 
 def copy_project(src: Path, project_dir: Path) -> Path:

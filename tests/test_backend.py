@@ -6,9 +6,9 @@ consistency) run here too, against a fresh PostgreSQL database each, never SQLit
 
 from __future__ import annotations
 
-from dbkit.catalog import object_counts, table_row_counts
-from dbkit.chain import AlembicProject
-from dbkit.server import EmbeddedServer
+from dbkit.pg.catalog import object_counts, table_row_counts
+from dbkit.pg.embedded import EmbeddedServer
+from dbkit.project.chain import AlembicProject
 from dbkit.settings import Settings
 
 

@@ -26,9 +26,10 @@ from backup_helpers import (
 )
 
 from conftest import REPO, run_cli
-from dbkit import catalog, cli, safety
-from dbkit.manifest import file_digest
-from dbkit.server import EmbeddedServer
+from dbkit import cli, safety
+from dbkit.files import file_digest
+from dbkit.pg import catalog
+from dbkit.pg.embedded import EmbeddedServer
 from dbkit.settings import load_settings
 
 

@@ -29,7 +29,8 @@ from backup_helpers import (
 )
 
 from conftest import run_dbkit
-from dbkit.server import Server, get_server
+from dbkit.pg.mode import get_server
+from dbkit.pg.server import Server
 from dbkit.settings import load_settings
 
 CONTAINER = "kidney_genetics_postgres"

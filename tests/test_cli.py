@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_backend, run_cli, run_dbkit
-from dbkit.chain import AlembicProject
+from dbkit.pg.embedded import EmbeddedServer
+from dbkit.project.chain import AlembicProject
 from dbkit.safety import project_lock
-from dbkit.server import EmbeddedServer
 from dbkit.settings import Settings, load_settings
 
 
@@ -165,7 +165,7 @@ def test_psql_opens_a_session_on_the_development_database(
 def test_upgrade_creates_a_missing_development_database(
     env: dict[str, str], project_dir: Path, server: EmbeddedServer
 ) -> None:
-    from dbkit import scratch
+    from dbkit.pg import scratch
 
     name = scratch.scratch_name("missing")
     try:

@@ -31,11 +31,13 @@ from backup_helpers import (
 )
 
 from conftest import base_env, copy_backend, run_cli
-from dbkit import catalog, cli, scratch, tools
-from dbkit.manifest import Backup, file_digest, find_backup, read_manifest, write_manifest
-from dbkit.restore import STEPS
-from dbkit.server import EmbeddedServer
-from dbkit.verify import loadable_problem
+from dbkit import cli
+from dbkit.backup.load import loadable_problem
+from dbkit.backup.manifest import Backup, find_backup, read_manifest, write_manifest
+from dbkit.commands.restore import STEPS
+from dbkit.files import file_digest
+from dbkit.pg import catalog, scratch, tools
+from dbkit.pg.embedded import EmbeddedServer
 
 NEW_REVISION = '''"""added after the backup
 

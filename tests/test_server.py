@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_cli, run_dbkit
-from dbkit import scratch
 from dbkit.errors import ServerUnreachable, ToolError
-from dbkit.server import EmbeddedServer, UrlServer, embedded_bin_dir, get_server
+from dbkit.pg import scratch
+from dbkit.pg.embedded import EmbeddedServer
+from dbkit.pg.mode import get_server
+from dbkit.pg.server import UrlServer
+from dbkit.pg.tools import embedded_bin_dir
 from dbkit.settings import load_settings
 
 NO_FILE = Path("/nonexistent/.env")
@@ -59,8 +62,8 @@ def test_scratch_database_is_dropped_when_a_process_gets_sigint(
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from dbkit import scratch\n"
-        "from dbkit.server import EmbeddedServer\n"
+        "from dbkit.pg import scratch\n"
+        "from dbkit.pg.embedded import EmbeddedServer\n"
         "from dbkit.settings import load_settings\n"
         f"s = load_settings(Path({str(REPO)!r}), {{'DB_MODE': 'embedded', "
         f"'PGDATA_DIR': {str(pgdata)!r}}}, env_file=Path('/nonexistent'))\n"
@@ -84,9 +87,9 @@ def test_stale_scratch_databases_of_dead_processes_are_swept(server: EmbeddedSer
     child = subprocess.Popen(["true"])
     child.wait()
     stale = f"dbkit_unit_{child.pid}_deadbeef"
-    scratch.create_database(server, stale)
+    server.create_database(stale)
     mine = scratch.scratch_name("unit")
-    scratch.create_database(server, mine)
+    server.create_database(mine)
     try:
         swept = scratch.sweep_stale(server)
         assert stale in swept
@@ -266,7 +269,7 @@ def test_url_options_such_as_sslmode_are_kept_everywhere(
 
 
 def test_masking_hides_passwords_without_garbling_text() -> None:
-    from dbkit.tools import mask
+    from dbkit.pg.tools import mask
 
     assert mask("postgresql://kidney_user:postgres@db/x", ["postgres"]) == (
         "postgresql://kidney_user:***@db/x")

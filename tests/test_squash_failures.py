@@ -21,8 +21,9 @@ from backup_helpers import folder_state, one_line_error
 from squash_helpers import copy_project, scratch_databases, squash_env, versions_of
 
 from conftest import BACKEND, FIXTURES, Result, run_cli
-from dbkit import render, squash
-from dbkit.server import EmbeddedServer
+from dbkit.pg.embedded import EmbeddedServer
+from dbkit.squash import flow as squash
+from dbkit.squash import render
 
 
 @pytest.fixture

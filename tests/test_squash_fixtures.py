@@ -21,7 +21,7 @@ from squash_helpers import (
 )
 
 from conftest import FIXTURES
-from dbkit.server import EmbeddedServer
+from dbkit.pg.embedded import EmbeddedServer
 
 CASES: dict[str, list[str]] = {
     "rename_column": [

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from conftest import BACKEND, FIXTURES, base_env, run_cli, run_dbkit
-from dbkit import cli, scratch
-from dbkit.chain import AlembicProject
-from dbkit.drift import KINDS
-from dbkit.server import EmbeddedServer
+from dbkit import cli
+from dbkit.pg import scratch
+from dbkit.pg.embedded import EmbeddedServer
+from dbkit.project.chain import AlembicProject
 from dbkit.settings import load_settings
+from dbkit.validate.drift import KINDS
 
 BASE = FIXTURES / "validate_base"
 HEAD = "c3_gene_location"
@@ -123,7 +124,7 @@ def at_head(server: EmbeddedServer, pgdata: Path, tmp_path_factory: pytest.TempP
             ) -> Iterator[str]:
     """The fixture project built once to head: the template every case copies."""
     name = scratch.scratch_name("validatehead")
-    scratch.create_database(server, name)
+    server.create_database(name)
     try:
         where = tmp_path_factory.mktemp("validate")
         settings = load_settings(where, base_env(pgdata, name, where, BACKEND_DIR=str(BASE)))
@@ -137,7 +138,7 @@ def at_head(server: EmbeddedServer, pgdata: Path, tmp_path_factory: pytest.TempP
 def copy(server: EmbeddedServer, at_head: str) -> Iterator[str]:
     """A private copy of the database at head, for one test to drift."""
     name = scratch.scratch_name("validate")
-    scratch.create_database(server, name, template=at_head)
+    server.create_database(name, template=at_head)
     try:
         yield name
     finally:

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
-from dbkit import __version__, backup, database, demo, reset, restore, squash, validate, verify
+from dbkit import __version__
+from dbkit.commands import backup, demo, everyday, reset, restore, squash, validate, verify
 from dbkit.console import Console
 from dbkit.errors import ConfigError, DbkitError
 from dbkit.safety import YES
@@ -24,13 +25,13 @@ from dbkit.settings import Settings, _bool, load_settings
 Verb = Callable[..., "int | None"]
 
 VERBS: dict[str, Verb] = {
-    "up": database.up,
-    "down": database.down,
-    "url": database.url,
-    "psql": database.psql,
-    "upgrade": database.upgrade,
-    "current": database.current,
-    "history": database.history,
+    "up": everyday.up,
+    "down": everyday.down,
+    "url": everyday.url,
+    "psql": everyday.psql,
+    "upgrade": everyday.upgrade,
+    "current": everyday.current,
+    "history": everyday.history,
     "reset": reset.reset,
     "demo": demo.demo,
     "migration-backup": backup.migration_backup,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
+from urllib.parse import quote
 
-from dbkit import tools
 from dbkit.errors import Refused
 
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
@@ -39,7 +40,7 @@ class Console:
         self.colour = colour
 
     def mask(self, text: str) -> str:
-        return tools.mask(text, self.secrets)
+        return mask(text, self.secrets)
 
     def paint(self, text: str, colour: str) -> str:
         if not self.colour:
@@ -89,6 +90,17 @@ class Console:
         if answer != word:
             raise Refused("cancelled: nothing was changed")
 
+    @property
+    def interactive(self) -> bool:
+        """Someone is at a terminal to answer."""
+        return _isatty(self.stdin)
+
+    def ask(self, prompt: str) -> str:
+        """One line typed at the terminal (prompts go to stderr, like every other question)."""
+        self.err.write(prompt)
+        self.err.flush()
+        return self.stdin.readline().strip()
+
     def pause(self, prompt: str) -> None:
         """Wait for Enter on a terminal (review before a change); Ctrl-C aborts."""
         if not _isatty(self.stdin):
@@ -103,3 +115,18 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def mask(text: str, secrets: tuple[str, ...] | list[str]) -> str:
+    """Replace each secret, as written or URL-encoded, where it stands as a whole token.
+
+    A password "postgres" must not turn "postgresql://" into "***ql://", and a password "a"
+    must not eat every letter a; inside a URL or a message a password is set off by
+    punctuation, which is what the look-arounds ask for.
+    """
+    for secret in secrets:
+        if not secret:
+            continue
+        for form in {secret, quote(secret, safe="")}:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])", "***", text)
+    return text

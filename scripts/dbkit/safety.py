@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dbkit.console import Console
 from dbkit.errors import Refused
-from dbkit.server import Server
+from dbkit.pg.server import Server
 from dbkit.settings import Settings
 
 YES = "\x00--yes"  # not something CONFIRM=... can contain

@@ -8,7 +8,6 @@ the one file not listed in itself. Folders are only ever published complete (see
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -18,6 +17,7 @@ from typing import Any
 
 from dbkit.console import Console
 from dbkit.errors import BackupCorrupt, ConfigError
+from dbkit.files import file_digest, fsync_dir
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -25,7 +25,6 @@ MIGRATIONS = "migrations"
 DUMP_CUSTOM = "database_full.dump"
 DUMP_PLAIN = "database_full.sql"
 NAME_RE = re.compile(r"^(\d{8}_\d{6})(?:_([2-9]|[1-9]\d+))?$")
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -60,16 +59,6 @@ def sort_key(name: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2) or 1)
 
 
-def file_digest(path: Path) -> dict[str, Any]:
-    """Size and sha256 of one file, read in chunks (dumps can be large)."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return {"size": size, "sha256": digest.hexdigest()}
-
 
 def checksum_files(folder: Path) -> dict[str, dict[str, Any]]:
     """``{relative path: {size, sha256}}`` for every file in a folder but the manifest."""
@@ -92,13 +81,6 @@ def write_private(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
 
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
@@ -226,7 +208,7 @@ def choose_backup(
             )
         return chosen
     usable = [b for _, b, _ in list_backups(backup_dir) if b is not None and b.kind in kinds]
-    if not _interactive(out):
+    if not out.interactive:
         raise ConfigError(f"set BACKUP=<name> to choose the backup to {action} "
                           "(make db-backups lists them)")
     if not usable:
@@ -234,9 +216,7 @@ def choose_backup(
     out.result(f"Backups in {backup_dir} (newest first):")
     for number, item in enumerate(usable, 1):
         out.result(f"  {number:>3}  {describe(item)}")
-    out.out.write(f"Number or name of the backup to {action} (empty to cancel): ")
-    out.out.flush()
-    answer = out.stdin.readline().strip()
+    answer = out.ask(f"Number or name of the backup to {action} (empty to cancel): ")
     if not answer:
         raise ConfigError("cancelled: nothing was changed")
     if answer.isdigit() and 1 <= int(answer) <= len(usable):
@@ -263,10 +243,3 @@ def human_size(size: float) -> str:
         if size < 1024 or unit == "GB":
             break
     return f"{size:.1f} {unit}"
-
-
-def _interactive(out: Console) -> bool:
-    try:
-        return bool(out.stdin.isatty())
-    except (AttributeError, ValueError):
-        return False

@@ -17,9 +17,10 @@ from typing import Any
 import psycopg2.extensions
 from psycopg2 import sql
 
-from dbkit import catalog, seed
-from dbkit.depend import Graph, Node, NodeId, add_edges, order
 from dbkit.errors import CannotSquash
+from dbkit.pg import catalog
+from dbkit.squash import seed
+from dbkit.squash.depend import Graph, Node, NodeId, add_edges, order
 
 
 @dataclass

@@ -30,7 +30,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from dbkit import model_diff
+from dbkit.validate import model_diff
 
 
 def _with_env(cfg: Config, fn: Any) -> Any:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import psycopg2.extensions
 
-from dbkit import catalog
 from dbkit.errors import CannotSquash
-from dbkit.seed import SeedRows
+from dbkit.pg import catalog
+from dbkit.squash.seed import SeedRows
 
 NodeId = tuple[str, ...]
 

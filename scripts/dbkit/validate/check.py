@@ -25,14 +25,15 @@ import json as jsonlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbkit import declared, drift
-from dbkit.chain import AlembicProject
 from dbkit.console import Console
-from dbkit.declared import Registry
-from dbkit.drift import CHANGED, EXTRA, MISSING, Difference
 from dbkit.errors import AppNotLoadable, ConfigError, DbkitError
-from dbkit.server import Server, get_server
+from dbkit.pg.mode import get_server
+from dbkit.pg.server import Server
+from dbkit.project.chain import AlembicProject
 from dbkit.settings import DEFAULTS, Settings
+from dbkit.validate import declared, drift
+from dbkit.validate.declared import Registry
+from dbkit.validate.drift import CHANGED, EXTRA, MISSING, Difference
 
 _PROBLEM_COLOUR = {MISSING: "red", EXTRA: "yellow"}
 _NO_REGISTRY = "views, functions and triggers"
@@ -53,12 +54,8 @@ class RevisionCheck:
                 "behind": self.behind}
 
 
-def validate(settings: Settings, out: Console, *, json: bool = False) -> int:
-    """Compare the database with the app: revision, models, views, functions, triggers.
-
-    Exit 0 when they match, 1 when anything differs, 2 when the comparison could not run.
-    --json (or JSON=1) prints the differences as data for CI, also when it could not run.
-    """
+def run(settings: Settings, out: Console, *, json: bool = False) -> int:
+    """Every check; ``commands/validate.py`` is its verb (and says what the exit codes mean)."""
     report: dict[str, Any] = {
         "ok": False, "error": None, "database": None, "revision": None, "differences": [],
         "counts": drift.counts([]), "registry": None, "notes": [],

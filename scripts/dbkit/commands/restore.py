@@ -9,31 +9,26 @@ one is kept under ``<db>_before_restore_<timestamp>``.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
-import re
 import shutil
-import stat
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import psycopg2
-from psycopg2 import sql
-
-from dbkit import scratch, tools
-from dbkit.backup import migration_files, take_full_backup, take_migrations_backup
-from dbkit.chain import AlembicProject
+from dbkit.backup.load import require_loadable, trial_restore
+from dbkit.backup.manifest import MIGRATIONS, Backup, choose_backup, require_intact
+from dbkit.backup.take import take_full_backup, take_migrations_backup
 from dbkit.console import Console
 from dbkit.errors import DbkitError
-from dbkit.manifest import MIGRATIONS, Backup, choose_backup, require_intact
+from dbkit.pg import scratch
+from dbkit.pg.mode import get_server
+from dbkit.pg.server import Server
+from dbkit.project import versions
+from dbkit.project.chain import AlembicProject
 from dbkit.safety import confirm as ask
 from dbkit.safety import guard_destructive, project_lock
-from dbkit.server import Server, get_server
 from dbkit.settings import Settings
-from dbkit.verify import require_loadable, trial_restore
 
 # Test hook, and the one environment read outside settings.py: with DBKIT_TEST_PAUSE_AT=<step>
 # a restore prints "dbkit: paused at <step>" on stderr and waits there, so the kill -9 tests
@@ -41,9 +36,6 @@ from dbkit.verify import require_loadable, trial_restore
 PAUSE_ENV = "DBKIT_TEST_PAUSE_AT"
 STEPS = ("locked", "swept", "checked", "scratch-created", "scratch-loaded",
          "safety-backup-done", "migrations-staged", "swapped", "migrations-restored")
-_STAGED_RE = re.compile(r"^\.(.+)\.dbkit-(new|old)-(\d+)$")
-_AT_FDCWD = -100
-_RENAME_EXCHANGE = 2
 
 
 def checkpoint(step: str) -> None:
@@ -63,54 +55,17 @@ def backup_migrations(backup: Backup) -> dict[str, str]:
 
 def stage_migrations(backup: Backup, versions_dir: Path) -> Path:
     """The backup's migrations in a new folder beside the versions dir, ready to swap in."""
-    staged = versions_dir.with_name(f".{versions_dir.name}.dbkit-new-{os.getpid()}")
-    shutil.rmtree(staged, ignore_errors=True)
-    staged.mkdir()
-    staged.chmod(stat.S_IMODE(versions_dir.stat().st_mode))
-    for rel in backup_migrations(backup):
-        target = staged / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # copyfile, not copy: project files get the user's usual mode, not the backup's 0600.
-        shutil.copyfile(backup.path / MIGRATIONS / rel, target)
-    return staged
+    return versions.stage(versions_dir, ((rel, backup.path / MIGRATIONS / rel)
+                                         for rel in backup_migrations(backup)))
 
 
-def swap_in(staged: Path, versions_dir: Path) -> None:
-    """Put ``staged`` in the place of ``versions_dir`` so no one ever sees a half-copied one."""
-    if _exchange(staged, versions_dir):
-        shutil.rmtree(staged)  # now the old contents, already saved in a backup
-        return
-    # No atomic exchange here (not Linux, or the filesystem lacks it): two renames. A crash
-    # between them leaves the old folder beside the place, and sweep_staged puts it back.
-    old = versions_dir.with_name(f".{versions_dir.name}.dbkit-old-{os.getpid()}")
-    os.rename(versions_dir, old)
-    os.rename(staged, versions_dir)
-    shutil.rmtree(old)
+def swap_migrations(staged: Path, versions_dir: Path) -> None:
+    shutil.rmtree(versions.swap_in(staged, versions_dir))  # old contents: backed up already
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """renameat2(RENAME_EXCHANGE): swap two directories in one step; False if unsupported."""
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if renameat2 is None:
-        return False
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def sweep_staged(versions_dir: Path) -> None:
-    """Tidy what a killed migrations swap left beside the versions directory."""
-    for path in sorted(versions_dir.parent.glob(f".{versions_dir.name}.dbkit-*")):
-        match = _STAGED_RE.match(path.name)
-        if not match or tools.pid_alive(int(match.group(3))):
-            continue
-        if match.group(2) == "old" and not versions_dir.exists():
-            os.rename(path, versions_dir)  # killed between the two renames: put it back
-        else:
-            shutil.rmtree(path, ignore_errors=True)
+def recover_versions(versions_dir: Path, out: Console) -> None:
+    for line in versions.recover(versions_dir.parent):
+        out.result(line)
 
 
 # -- databases -----------------------------------------------------------------------------
@@ -125,18 +80,6 @@ def previous_name(server: Server, dbname: str) -> str:
     raise DbkitError(f"too many databases named {dbname}{suffix}_N; drop some")
 
 
-def rename_database(server: Server, old: str, new: str) -> None:
-    conn = server.connect(server.maintenance_db)
-    try:
-        with conn.cursor() as cur:
-            scratch.terminate_connections(cur, old)
-            cur.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(old), sql.Identifier(new)))
-    except psycopg2.Error as err:
-        raise DbkitError(f"cannot rename {old} to {new}: {str(err).strip()}") from None
-    finally:
-        conn.close()
-
 
 # -- verbs ---------------------------------------------------------------------------------
 def migration_restore(settings: Settings, out: Console, *, backup: str = "") -> None:
@@ -147,15 +90,15 @@ def migration_restore(settings: Settings, out: Console, *, backup: str = "") -> 
     with project_lock(settings, "migration-restore"):
         require_intact(chosen, only=MIGRATIONS)
         versions_dir = Path(project.backup_info()["versions_dir"])
-        sweep_staged(versions_dir)
-        if migration_files(versions_dir) == backup_migrations(chosen):
+        recover_versions(versions_dir, out)
+        if versions.file_hashes(versions_dir) == backup_migrations(chosen):
             out.result(f"{versions_dir} already holds the migrations of {chosen.name}; "
                        "nothing to do")
             return
         saved = take_migrations_backup(settings, out, project=project,
                                        note=f"saved before restoring {chosen.name}")
         with out.step(f"Restoring {len(backup_migrations(chosen))} files into {versions_dir}"):
-            swap_in(stage_migrations(chosen, versions_dir), versions_dir)
+            swap_migrations(stage_migrations(chosen, versions_dir), versions_dir)
     out.result(f"Migrations restored from {chosen.name}; the previous ones are in {saved.path}")
     out.result("The database was not touched: make db-current shows where it stands against "
                "the restored chain (make db-upgrade or make db-reset to apply it)")
@@ -193,8 +136,8 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
             trial_restore(server, chosen, out, loaded)
             checkpoint("scratch-loaded")
             versions_dir = Path(reading.result()["versions_dir"])
-            sweep_staged(versions_dir)
-            same = migration_files(versions_dir) == backup_migrations(chosen)
+            recover_versions(versions_dir, out)
+            same = versions.file_hashes(versions_dir) == backup_migrations(chosen)
             _save_current(settings, server, out, project, chosen, exists=exists, same=same)
             checkpoint("safety-backup-done")
             staged = None if same else stage_migrations(chosen, versions_dir)
@@ -208,7 +151,7 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
             checkpoint("swapped")
         if staged is not None:
             with out.step(f"Restoring the migrations into {versions_dir}"):
-                swap_in(staged, versions_dir)
+                swap_migrations(staged, versions_dir)
         checkpoint("migrations-restored")
         if previous and not keep_previous:
             previous = _drop_previous(server, out, previous)
@@ -255,7 +198,7 @@ def _put_in_place(server: Server, out: Console, loaded: str, dbname: str, *,
     """The one moment that changes the database: both renames or neither. The old name."""
     if not exists:
         with out.step(f"Creating {dbname} from the restored database"):
-            rename_database(server, loaded, dbname)
+            scratch.rename_database(server, loaded, dbname)
         return None
     previous = previous_name(server, dbname)
     with out.step(f"Swapping the restored database in for {dbname}"):

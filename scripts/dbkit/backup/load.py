@@ -6,23 +6,19 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dbkit import catalog, scratch, tools
-from dbkit.console import Console
-from dbkit.errors import BackupCorrupt, Refused, ToolError
-from dbkit.manifest import (
+from dbkit.backup.manifest import (
     DUMP_CUSTOM,
     Backup,
     check_files,
-    choose_backup,
     summary,
-    write_manifest,
 )
-from dbkit.server import Server, get_server
-from dbkit.settings import Settings
+from dbkit.console import Console
+from dbkit.errors import BackupCorrupt, Refused, ToolError
+from dbkit.pg import catalog, scratch, tools
+from dbkit.pg.server import Server
 
 # Settings a plain dump may SET that older servers reject, and the version that knows them.
 _NEW_SETTINGS = {"transaction_timeout": 17}
@@ -177,28 +173,3 @@ def verify_backup(server: Server | None, backup: Backup, out: Console) -> list[s
     except BackupCorrupt as err:
         problems.extend(err.detail.splitlines() if err.detail else [err.message])
     return problems
-
-
-def backup_verify(settings: Settings, out: Console, *, backup: str = "") -> None:
-    """Check a backup: checksums, archive listing, test restore compared with its manifest."""
-    chosen = choose_backup(settings.backup_dir, out, backup, kinds=("full", "migrations"),
-                           action="verify")
-    server = None
-    if chosen.kind == "full":
-        server = get_server(settings)
-        server.ensure_running(out)
-        scratch.sweep_stale(server)
-    problems = verify_backup(server, chosen, out)
-    chosen.manifest["verification"] = {
-        "verified_at": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "ok": not problems,
-        "detail": "; ".join(problems) if problems else "all checks passed",
-    }
-    write_manifest(chosen.path, chosen.manifest)
-    if problems:
-        raise BackupCorrupt(
-            f"backup {chosen.name} FAILED verification: {summary(problems)}",
-            detail="\n".join(problems),
-        )
-    what = "checksums, archive and test restore" if chosen.kind == "full" else "checksums"
-    out.result(f"Backup {chosen.name} is good ({what} checked); recorded in its manifest")

@@ -28,9 +28,9 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from dbkit.catalog import NOT_EXT_CLASS, NOT_EXTENSION, USER_SCHEMA
-from dbkit.drift import CHANGED, EXTRA, MISSING, Difference, table_size
 from dbkit.errors import first_line
+from dbkit.pg.catalog import NOT_EXT_CLASS, NOT_EXTENSION, USER_SCHEMA
+from dbkit.validate.drift import CHANGED, EXTRA, MISSING, Difference, table_size
 
 # Registry attribute -> (shape, number of dotted parts in each name).
 REGISTRY_FIELDS: dict[str, tuple[type, int]] = {

@@ -20,11 +20,11 @@ from typing import Any
 import psycopg2.extensions
 from psycopg2 import sql
 
-from dbkit import catalog, tools
-from dbkit.chain import AlembicProject
 from dbkit.console import Console
 from dbkit.errors import ChainBuildFailed, ProofFailed
-from dbkit.server import Server
+from dbkit.pg import catalog, tools
+from dbkit.pg.server import Server
+from dbkit.project.chain import AlembicProject
 
 _SHOWN = 40  # lines of a difference kept in the report
 

@@ -26,30 +26,26 @@ from typing import Any, BinaryIO
 
 import psycopg2
 
-from dbkit import __version__, catalog, scratch, tools
-from dbkit.chain import AlembicProject
-from dbkit.console import Console
-from dbkit.errors import ConfigError, DbkitError, ServerUnreachable, ToolError
-from dbkit.manifest import (
+from dbkit import __version__
+from dbkit.backup.load import load_sql
+from dbkit.backup.manifest import (
     DUMP_CUSTOM,
     DUMP_PLAIN,
     FORMAT_VERSION,
     MIGRATIONS,
     Backup,
     checksum_files,
-    describe,
-    file_digest,
-    fsync_dir,
-    human_size,
-    list_backups,
     write_manifest,
     write_private,
 )
-from dbkit.safety import confirm as ask
-from dbkit.safety import project_lock
-from dbkit.server import Server, get_server
+from dbkit.console import Console, mask
+from dbkit.errors import ConfigError, DbkitError, ServerUnreachable, ToolError
+from dbkit.files import fsync_dir
+from dbkit.pg import catalog, scratch, tools
+from dbkit.pg.server import Server
+from dbkit.project import versions
+from dbkit.project.chain import AlembicProject
 from dbkit.settings import Settings
-from dbkit.verify import load_sql
 
 FORMATS = {"custom": DUMP_CUSTOM, "plain": DUMP_PLAIN}
 TMP_PREFIX = ".tmp-"
@@ -155,27 +151,13 @@ def sweep_unfinished(backup_dir: Path) -> list[str]:
     return swept
 
 
-# -- what goes into a backup ---------------------------------------------------------------
-def migration_paths(versions_dir: Path) -> Iterator[tuple[str, Path]]:
-    """``(relative path, path)`` of every file in the versions directory, caches skipped."""
-    for path in sorted(versions_dir.rglob("*")):
-        rel = path.relative_to(versions_dir)
-        if path.is_file() and "__pycache__" not in rel.parts and path.suffix != ".pyc":
-            yield rel.as_posix(), path
-
-
 def copy_migrations(d: Draft, versions_dir: Path) -> None:
     """The versions directory, layout kept, into the backup's migrations/."""
     if not versions_dir.is_dir():
         raise ConfigError(f"the versions directory {versions_dir} does not exist")
     d.file(f"{MIGRATIONS}/x")  # the folder exists even for an empty chain
-    for rel, path in migration_paths(versions_dir):
+    for rel, path in versions.file_paths(versions_dir):
         d.write(f"{MIGRATIONS}/{rel}", path.read_bytes())
-
-
-def migration_files(versions_dir: Path) -> dict[str, str]:
-    """``{relative path: sha256}`` of what copy_migrations would copy (to compare with one)."""
-    return {rel: file_digest(path)["sha256"] for rel, path in migration_paths(versions_dir)}
 
 
 def git_commit(folder: Path) -> str | None:
@@ -205,7 +187,7 @@ def read_project(project: AlembicProject, out: Console, dbname: str | None = Non
 def checked_info(project: AlembicProject, out: Console, info: dict[str, Any]) -> dict[str, Any]:
     """What ``backup_info`` found, its errors masked and said once."""
     hidden = project.server.secrets if project.server else ()
-    info["errors"] = [tools.mask(e, hidden) for e in info["errors"]]
+    info["errors"] = [mask(e, hidden) for e in info["errors"]]
     for error in info["errors"]:
         out.result(f"warning: {error} (backing up anyway)")
     if info["history"] is None:
@@ -326,7 +308,7 @@ def dump_database(server: Server, d: Draft, dbname: str, fmt: str) -> dict[str, 
         if failed is not None:
             first = str(failed).strip().splitlines()[0] if str(failed).strip() else "error"
             raise DbkitError(f"reading {dbname} for the manifest failed: "
-                             f"{tools.mask(first, server.secrets)}")
+                             f"{mask(first, server.secrets)}")
     finally:
         for conn in (reader, holder):
             if conn is not None:
@@ -405,68 +387,3 @@ def _refresh(conn: psycopg2.extensions.connection, matviews: list[str]) -> None:
             raise DbkitError(f"cannot refresh materialized views {', '.join(failed)} in the "
                              "scratch copy of the schema")
         pending = failed
-
-
-# -- verbs ---------------------------------------------------------------------------------
-def migration_backup(settings: Settings, out: Console) -> None:
-    """Back up the migrations (the versions directory) into BACKUP_DIR/<timestamp>/."""
-    made = take_migrations_backup(settings, out)
-    out.result(f"Migrations backed up to {made.path} ({len(made.manifest['files']) - 1} files)")
-
-
-def backup_full(settings: Settings, out: Console, *, format: str = "custom") -> None:  # noqa: A002
-    """Back up migrations and the whole database (FORMAT=plain for a .sql dump)."""
-    server = get_server(settings)
-    server.ensure_running(out)
-    made = take_full_backup(settings, server, out, fmt=format.strip().lower())
-    tables = len(made.manifest["row_counts"])
-    rows = sum(made.manifest["row_counts"].values())
-    out.result(f"Full backup of {server.dev_db} written to {made.path}")
-    out.result(f"  {tables} tables, {rows} rows, {human_size(made.size)}; "
-               f"verify it with: make db-backup-verify BACKUP={made.name}")
-
-
-def backups(settings: Settings, out: Console) -> None:
-    """List the backups, newest first: name, kind, size, revision, verified or not."""
-    found = list_backups(settings.backup_dir)
-    if not found:
-        out.result(f"No backups in {settings.backup_dir}")
-        return
-    out.result(f"Backups in {settings.backup_dir} (newest first):")
-    out.result(f"{'NAME':<18} {'KIND':<10} {'SIZE':>9}  {'REVISION':<14} CHECKED")
-    for name, made, why in found:
-        out.result(describe(made) if made is not None else f"{name:<18} {'?':<10} "
-                   f"{'':>9}  {'':<14} unusable: {why}")
-
-
-def backup_prune(settings: Settings, out: Console, *, keep: str = "",
-                 confirm: str | None = None) -> None:
-    """Delete all but the newest KEEP backups (asks; CONFIRM=prune)."""
-    if not keep.strip():
-        raise ConfigError("set KEEP=<n>: how many of the newest backups to keep")
-    try:
-        count = int(keep)
-    except ValueError:
-        raise ConfigError(f"KEEP={keep!r} is not a number") from None
-    if count < 1:
-        raise ConfigError(f"KEEP={keep} would delete every backup; the newest one is always kept "
-                          "(use KEEP=1 or more)")
-    finished = [made for _, made, _ in list_backups(settings.backup_dir) if made is not None]
-    doomed = finished[count:]
-    if not doomed:
-        out.result(f"Nothing to prune: {len(finished)} backups, KEEP={count}")
-        return
-    out.result(f"Keeping the newest {count}; deleting {len(doomed)}:")
-    for made in doomed:
-        out.result(f"  {describe(made)}")
-    ask(out, word="prune", given=confirm, what=f"delete {len(doomed)} backups")
-    # The lock: a restore reading one of these backups holds it until it is done.
-    with project_lock(settings, "backup-prune"):
-        for made in doomed:
-            # Rename first: a prune killed half-way leaves an unfinished folder, never a
-            # backup that looks complete but is not.
-            doomed_path = made.path.with_name(
-                f"{TMP_PREFIX}prune-{made.name}-{os.getpid()}-{secrets.token_hex(4)}")
-            os.rename(made.path, doomed_path)
-            shutil.rmtree(doomed_path)
-    out.result(f"Deleted {len(doomed)} backups; {count} kept in {settings.backup_dir}")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
-from dbkit.chain import AlembicProject
 from dbkit.console import Console
-from dbkit.scratch import create_database
-from dbkit.server import DockerServer, EmbeddedServer, get_server
+from dbkit.pg.docker import DockerServer
+from dbkit.pg.embedded import EmbeddedServer
+from dbkit.pg.mode import get_server
+from dbkit.project.chain import AlembicProject
 from dbkit.settings import Settings
 
 
@@ -49,7 +50,7 @@ def upgrade(settings: Settings, out: Console, *, revision: str = "head") -> None
     project = AlembicProject(settings, server)  # checks the Alembic config before any start
     server.ensure_running(out)
     if not server.database_exists(server.dev_db):
-        create_database(server, server.dev_db)
+        server.create_database(server.dev_db)
         out.say(f"Created database {server.dev_db}")
     with out.step(f"Upgrading {server.dev_db} to {revision}"):
         project.upgrade(server.dev_db, revision)

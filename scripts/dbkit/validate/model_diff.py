@@ -26,8 +26,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import ForeignKeyConstraint, UniqueConstraint
 
-from dbkit import declared
-from dbkit.drift import table_size
+from dbkit.validate import declared
+from dbkit.validate.drift import table_size
 
 _CONSTRAINT_OPS = ("add_index", "remove_index", "add_constraint", "remove_constraint",
                    "add_fk", "remove_fk")

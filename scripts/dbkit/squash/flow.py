@@ -9,37 +9,20 @@ scratch database behind.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
-import signal
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from psycopg2 import sql
-
-from dbkit import (
-    __version__,
-    backup,
-    capture,
-    catalog,
-    manifest,
-    prove,
-    render,
-    reset,
-    scratch,
-    tools,
-)
-from dbkit.chain import AlembicChild, AlembicProject, Revision
+from dbkit.backup import manifest
+from dbkit.backup import take as backup
 from dbkit.console import Console
 from dbkit.errors import (
     ChainBuildFailed,
@@ -48,57 +31,28 @@ from dbkit.errors import (
     ProofFailed,
     ServerUnreachable,
 )
-from dbkit.safety import YES, guard_destructive, project_lock
+from dbkit.files import fsync_dir
+from dbkit.pg import catalog, scratch
+from dbkit.pg.mode import get_server
+from dbkit.pg.server import Server
+from dbkit.project import versions as vdir
+from dbkit.project.chain import AlembicChild, AlembicProject, one_head
+from dbkit.project.version_table import read_versions
 from dbkit.safety import confirm as ask
-from dbkit.server import Server, get_server
+from dbkit.safety import guard_destructive, project_lock
 from dbkit.settings import Settings
+from dbkit.squash import ddl as capture
+from dbkit.squash import prove, render
+from dbkit.squash.report import failure_report, report
+from dbkit.squash.state import Outcome, Plan
 
 WORD = "squash"
 _PURPOSES = ("squasha", "squashb")
-_STAGED = re.compile(r"^\.(.+)\.dbkit-(new|old)-(\d+)$")
 
 
-@dataclass
-class Plan:
-    """What preflight found: the chain, its versions directory, the development database."""
+# -- the run ----------------------------------------------------------------------------------
 
-    head: str
-    revisions: list[Revision]  # oldest first
-    versions_dir: Path
-    revision_files: list[Path]
-    hashes: dict[str, str]  # the versions directory before we touch it
-    dev_exists: bool
-    dev_current: list[str] | None  # None: no such database; []: at base
-
-    @property
-    def first(self) -> Revision:
-        return self.revisions[0]
-
-
-@dataclass
-class Outcome:
-    """Everything the report says."""
-
-    revision: str
-    new_revision: bool
-    file: Path | None = None
-    file_size: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    old_chain_seconds: float = 0.0
-    new_revision_seconds: float = 0.0
-    checks: list[str] = field(default_factory=list)
-    backup: Path | None = None
-    output: Path | None = None
-    archived: Path | None = None
-    drift: list[dict[str, Any]] | None = None
-    b_snapshot: catalog.Snapshot | None = None
-    adopt: list[str] = field(default_factory=list)
-    took: float = 0.0
-
-
-# -- the verb ---------------------------------------------------------------------------------
-
-def squash(
+def run(
     settings: Settings,
     out: Console,
     *,
@@ -108,14 +62,7 @@ def squash(
     archive: bool = True,
     reset: bool = False,
 ) -> int:
-    """Squash the migration chain into one revision proven identical to it (asks; CONFIRM=squash).
-
-    DRY_RUN=1 builds, renders and proves into a folder of its own and touches nothing in the
-    project. NEW_REVISION=1 gives the squashed revision a fresh id (every existing database
-    then needs an `alembic stamp --purge`); by default it keeps the old head's id. ARCHIVE=0
-    skips the copy of the old files in versions_archived/ (the backup always has them).
-    RESET=1 rebuilds the development database from the squashed revision afterwards.
-    """
+    """The whole squash; ``commands/squash.py`` is its verb (and says what the options do)."""
     started = time.perf_counter()
     server = get_server(settings)
     server.ensure_running(out)
@@ -127,7 +74,8 @@ def squash(
         # start now, and their start-up overlaps the rest of the run.
         old_child, new_child = (children.enter_context(AlembicChild()) for _ in range(2))
         old_chain = AlembicProject(settings, server, child=old_child)
-        recover_interrupted_swap(settings.alembic_config.parent, out)
+        for line in vdir.recover(settings.alembic_config.parent):
+            out.result(line)
         # The scratch databases A and B are created while other work goes on (a dry run
         # needs no confirmation, so from the start; else once confirmed, during the backup).
         chain_a: Future | None = None
@@ -155,7 +103,7 @@ def squash(
             ready = _scratch(databases, server, old_child, new_child)
             made = _backup(settings, server, old_chain, plan, out)
             outcome.backup = made.path
-            staged = _sibling(plan.versions_dir, "new")
+            staged = vdir.sibling(plan.versions_dir, "new")
         new = AlembicProject(settings, server, version_locations=staged, child=new_child)
         try:
             _stage(plan, staged)
@@ -170,14 +118,14 @@ def squash(
                 _discard(staged)
                 _require_unchanged(plan)
             if isinstance(err, ProofFailed):
-                _failure_report(outcome.output or outcome.backup, err, out)
+                failure_report(outcome.output or outcome.backup, err, out)
             raise
         if not dry_run:
             # The squash is in place: what is left cannot undo it, only tidy up.
             outcome.archived = retire(plan, old, made, archive=archive, out=out)
     if reset and not dry_run:
         # The squash's confirmation covers the rebuild it announced.
-        reset_dev(settings, out)
+        reset_dev(settings, server, out)
     outcome.adopt = adopt(settings, server, plan, outcome, reset=reset and not dry_run)
     outcome.took = time.perf_counter() - started
     report(out, settings, plan, outcome, dry_run=dry_run)
@@ -189,19 +137,7 @@ def squash(
 def preflight(settings: Settings, server: Server, project: AlembicProject) -> Plan:
     """One head, one readable versions directory, the server answers; nothing is changed."""
     revisions = list(reversed(project.revisions()))  # oldest first
-    if not revisions:
-        raise ConfigError(f"the Alembic project at {project.config.parent} has no revisions")
-    parents = {parent for r in revisions for parent in r.down_revision}
-    heads = [r.revision for r in revisions if r.revision not in parents]
-    if len(heads) > 1:
-        docs = {r.revision: r.doc for r in revisions}
-        named = ", ".join(f"{h} ({docs.get(h, '').strip() or 'no message'})"
-                          for h in sorted(heads))
-        raise ConfigError(
-            f"the chain has {len(heads)} heads: {named}. Join them into one first with "
-            f"`alembic merge -m \"merge heads\" {' '.join(sorted(heads))}` (or squash from an "
-            "existing merge revision), then run the squash again"
-        )
+    head = one_head(revisions, project.config.parent)
     dirs = sorted({r.path.parent for r in revisions})
     if len(dirs) != 1:
         raise ConfigError(
@@ -213,40 +149,11 @@ def preflight(settings: Settings, server: Server, project: AlembicProject) -> Pl
         raise ConfigError(f"the versions directory {versions} is not readable and writable")
     dev_exists = server.database_exists(server.dev_db)
     known = {r.revision for r in revisions}
-    return Plan(head=heads[0], revisions=revisions, versions_dir=versions,
+    return Plan(head=head, revisions=revisions, versions_dir=versions,
                 revision_files=[r.path for r in revisions],
-                hashes=backup.migration_files(versions), dev_exists=dev_exists,
+                hashes=vdir.file_hashes(versions), dev_exists=dev_exists,
                 dev_current=read_versions(server, server.dev_db, known)[1]
                 if dev_exists else None)
-
-
-def read_versions(server: Server, dbname: str,
-                  known: set[str]) -> tuple[str | None, list[str]]:
-    """Alembic's version table in ``dbname`` (``schema.table``) and the revisions it holds.
-
-    Read with SQL, not through env.py (a process start per database): the table that has
-    Alembic's ``version_num`` column and only revisions of this chain; ``alembic_version``
-    first. (None, []) when there is none: the database is at base.
-    """
-    conn = server.connect(dbname)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT c.table_schema, c.table_name FROM information_schema.columns c "
-                "JOIN information_schema.tables t ON t.table_schema = c.table_schema "
-                "AND t.table_name = c.table_name WHERE c.column_name = 'version_num' "
-                "AND t.table_type = 'BASE TABLE' "
-                "ORDER BY c.table_name <> 'alembic_version', 1, 2")
-            candidates = cur.fetchall()
-            for schema, table in candidates:
-                cur.execute(sql.SQL("SELECT version_num FROM {}.{}").format(
-                    sql.Identifier(schema), sql.Identifier(table)))
-                versions = sorted(str(row[0]) for row in cur.fetchall())
-                if versions and set(versions) <= known or table == "alembic_version":
-                    return f"{schema}.{table}", versions
-    finally:
-        conn.close()
-    return None, []
 
 
 def _show_plan(out: Console, settings: Settings, server: Server, plan: Plan, rev_id: str, *,
@@ -407,7 +314,7 @@ def _made_meanwhile(server: Server, *purposes: str) -> Iterator[Callable[[int], 
     once those exist."""
     names = [scratch.scratch_name(p) for p in purposes]
     pool = ThreadPoolExecutor(max_workers=1)
-    creating = [pool.submit(scratch.create_database, server, name) for name in names]
+    creating = [pool.submit(server.create_database, name) for name in names]
     pool.shutdown(wait=False)
 
     def ready(count: int) -> list[str]:
@@ -463,27 +370,6 @@ def _review(out: Console, outcome: Outcome) -> None:
 
 # -- swap -------------------------------------------------------------------------------------
 
-def _sibling(versions: Path, role: str, pid: int | None = None) -> Path:
-    return versions.with_name(f".{versions.name}.dbkit-{role}-{pid or os.getpid()}")
-
-
-@contextmanager
-def _no_interrupt() -> Iterator[None]:
-    """Hold Ctrl-C for the two renames: they happen both, or neither."""
-    caught: list[int] = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    except ValueError:  # not the main thread
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
-
-
 def swap(settings: Settings, plan: Plan, staged: Path, outcome: Outcome, *,
          out: Console) -> Path:
     """Put the proven versions directory in place; returns where the old one now is.
@@ -491,29 +377,20 @@ def swap(settings: Settings, plan: Plan, staged: Path, outcome: Outcome, *,
     Two renames with Ctrl-C held between them; if Alembic then does not read exactly the
     squashed revision from the project, the original is put back.
     """
-    versions = plan.versions_dir
-    old = _sibling(versions, "old")
-    with out.step(f"Replacing {versions}"):
-        with _no_interrupt():
-            os.rename(versions, old)
-            try:
-                os.rename(staged, versions)
-            except BaseException:
-                os.rename(old, versions)
-                raise
-        manifest.fsync_dir(versions.parent)
+    versions_dir = plan.versions_dir
+    with out.step(f"Replacing {versions_dir}"):
+        old = vdir.swap_in(staged, versions_dir)
+        fsync_dir(versions_dir.parent)
         try:
             heads = AlembicProject(settings, None).heads()
             if heads != [outcome.revision]:
                 raise DbkitError(f"after the swap Alembic sees heads {heads}, not "
                                  f"{outcome.revision}; the old versions were put back")
         except BaseException:
-            with _no_interrupt():
-                shutil.rmtree(versions)
-                os.rename(old, versions)
+            shutil.rmtree(vdir.swap_in(old, versions_dir))
             raise
     if outcome.file is not None:
-        outcome.file = versions / outcome.file.name
+        outcome.file = versions_dir / outcome.file.name
     return old
 
 
@@ -551,7 +428,7 @@ def _discard(staged: Path) -> None:
 
 def _require_unchanged(plan: Plan) -> None:
     """After a failure: the versions directory must be byte for byte what it was."""
-    now = backup.migration_files(plan.versions_dir) if plan.versions_dir.is_dir() else {}
+    now = vdir.file_hashes(plan.versions_dir) if plan.versions_dir.is_dir() else {}
     if now != plan.hashes:
         changed = sorted(set(now.items()) ^ set(plan.hashes.items()))
         raise DbkitError(
@@ -560,32 +437,15 @@ def _require_unchanged(plan: Plan) -> None:
         )
 
 
-def recover_interrupted_swap(root: Path, out: Console) -> None:
-    """Undo what a killed run left between its two renames; drop its staged folders.
-
-    Looks under the Alembic project (``root``, a few levels deep) rather than asking
-    Alembic, which cannot read a project whose versions directory is missing.
-    """
-    found = [p for depth in ("", "*/", "*/*/") for p in root.glob(f"{depth}.*.dbkit-*")]
-    for sibling in sorted(found):
-        match = _STAGED.match(sibling.name)
-        if not match or not sibling.is_dir():
-            continue
-        name, role, pid = match.group(1), match.group(2), int(match.group(3))
-        if pid == os.getpid() or tools.pid_alive(pid):
-            continue
-        versions = sibling.with_name(name)
-        if role == "old" and not versions.exists():
-            os.rename(sibling, versions)
-            out.result(f"Put back {versions} from a squash that was killed while swapping")
-        else:
-            shutil.rmtree(sibling, ignore_errors=True)
-
-
 # -- adopt ------------------------------------------------------------------------------------
 
-def reset_dev(settings: Settings, out: Console) -> None:
-    reset.reset(settings, out, confirm=YES)
+def reset_dev(settings: Settings, server: Server, out: Console) -> None:
+    """RESET=1: the development database rebuilt from the squashed revision (the squash's
+    confirmation and production guard cover it)."""
+    project = AlembicProject(settings, server)
+    with project_lock(settings, "reset"):
+        scratch.sweep_stale(server)
+        scratch.rebuild(server, server.dev_db, lambda db: project.upgrade(db, "head"), out)
 
 
 def adopt(settings: Settings, server: Server, plan: Plan, outcome: Outcome, *,
@@ -648,106 +508,3 @@ def adopt(settings: Settings, server: Server, plan: Plan, outcome: Outcome, *,
 
 
 # -- report -----------------------------------------------------------------------------------
-
-def _ratio(old: float, new: float) -> str:
-    if old <= 0 or new <= 0 or abs(old - new) < 0.1 * old:
-        return "about the same"
-    return f"{old / new:.1f}x faster" if new < old else f"{new / old:.1f}x slower"
-
-
-def report(out: Console, settings: Settings, plan: Plan, outcome: Outcome, *,
-           dry_run: bool) -> None:
-    """Terminal summary, and squash_report.md + squash_report.json beside the backup."""
-    folder = outcome.output if dry_run else outcome.backup
-    data = {
-        "dbkit_version": __version__,
-        "dry_run": dry_run,
-        "project": str(settings.alembic_config),
-        "replaced": {"count": len(plan.revisions), "first": plan.first.revision,
-                     "last": plan.head,
-                     "revisions": [r.revision for r in plan.revisions]},
-        "revision": outcome.revision,
-        "new_revision_id": outcome.new_revision,
-        "file": str(outcome.file) if outcome.file else None,
-        "file_size": outcome.file_size,
-        "captured": outcome.counts,
-        "fresh_install_seconds": {"old_chain": round(outcome.old_chain_seconds, 3),
-                                  "new_revision": round(outcome.new_revision_seconds, 3)},
-        "proof": outcome.checks,
-        "backup": str(outcome.backup) if outcome.backup else None,
-        "output": str(outcome.output) if outcome.output else None,
-        "archived": str(outcome.archived) if outcome.archived else None,
-        "model_drift": outcome.drift,
-        "development_database": outcome.adopt,
-        "took_seconds": round(outcome.took, 3),
-    }
-    lines = _report_lines(data, dry_run=dry_run)
-    out.result("")
-    for line in lines:
-        out.result(line)
-    if folder is None:
-        return
-    md = folder / "squash_report.md"
-    js = folder / "squash_report.json"
-    manifest.write_private(md, ("\n".join(["# Squash report", "", *lines]) + "\n").encode())
-    manifest.write_private(js, (json.dumps(data, indent=2) + "\n").encode())
-    if not dry_run:
-        # The report belongs to the backup: list it in the manifest with its checksum.
-        current = manifest.read_manifest(folder)
-        for path in (md, js):
-            current["files"][path.name] = manifest.file_digest(path)
-        manifest.write_manifest(folder, current)
-    out.result(f"Report: {md} (and {js.name})")
-
-
-def _failure_report(folder: Path | None, err: ProofFailed, out: Console) -> None:
-    """A failed proof's differences, in full, where the report would have gone."""
-    if folder is None or not folder.is_dir():
-        return
-    path = folder / "squash_report.md"
-    text = "\n".join(["# Squash report: proof FAILED", "", err.message,
-                      "Nothing in the project was changed. What differed:", "",
-                      *[f"    {line}" for line in err.diff]])
-    manifest.write_private(path, (text + "\n").encode())
-    out.result(f"What differed, in full: {path}")
-
-
-def _report_lines(data: dict[str, Any], *, dry_run: bool) -> list[str]:
-    times = data["fresh_install_seconds"]
-    lines = [
-        ("Dry run: proven, nothing in the project was changed" if dry_run else
-         "Squashed and proven"),
-        f"  replaced        {data['replaced']['count']} revisions, "
-        f"{data['replaced']['first']} … {data['replaced']['last']}",
-        f"  revision        {data['revision']}"
-        + (" (new id)" if data["new_revision_id"] else " (the old head's id)"),
-        f"  file            {data['file']} ({data['file_size']:,} bytes)",
-        f"  fresh install   old chain {times['old_chain']:.2f} s, new revision "
-        f"{times['new_revision']:.2f} s ({_ratio(times['old_chain'], times['new_revision'])})",
-        "  proof           " + "; ".join(data["proof"]),
-    ]
-    if data["backup"]:
-        lines.append(f"  backup          {data['backup']}")
-    if data["output"]:
-        lines.append(f"  output folder   {data['output']}")
-    if data["archived"]:
-        lines.append(f"  archived        {data['archived']}")
-    lines.append("  captured:")
-    lines += [f"    {kind:<30} {count}" for kind, count in data["captured"].items()]
-    drift = data["model_drift"]
-    if drift is None:
-        lines.append("  model drift     the project declares no models (no target_metadata)")
-    elif not drift:
-        lines.append("  model drift     none: the models match the squashed schema")
-    else:
-        lines.append(f"  model drift     {len(drift)} differences between the models and the "
-                     "squashed schema (reported, not fixed):")
-        for d in drift[:30]:
-            detail = f" ({d['detail']})" if d.get("detail") else ""
-            lines.append(f"    {d.get('op', '?')} {d.get('object', '')}{detail}")
-        if len(drift) > 30:
-            lines.append(f"    ... and {len(drift) - 30} more (squash_report.json)")
-    lines.append("  development database:")
-    lines += [f"    {line}" for line in data["development_database"]]
-    lines.append(f"  took            {data['took_seconds']:.1f} s")
-    return lines

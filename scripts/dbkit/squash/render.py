@@ -14,9 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 from dbkit import __version__
-from dbkit.capture import Capture
-from dbkit.depend import Node
-from dbkit.seed import JSON_NULL, SeedRows
+from dbkit.squash.ddl import Capture
+from dbkit.squash.depend import Node
+from dbkit.squash.seed import JSON_NULL, SeedRows
 
 # SQLAlchemy's text() reads ``:name`` as a bind parameter and turns ``\:`` into ``:``. A
 # backslash before exactly those colons makes the statement run as written.

@@ -20,7 +20,7 @@ import psycopg2.extensions
 import psycopg2.sql
 
 if TYPE_CHECKING:
-    from dbkit.server import Server
+    from dbkit.pg.server import Server
 
 # Schemas that belong to PostgreSQL itself, never to a project.
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
-from dbkit import scratch, squash, validate
-from dbkit.catalog import object_counts
-from dbkit.chain import AlembicProject
 from dbkit.console import Console
-from dbkit.server import get_server
+from dbkit.pg import scratch
+from dbkit.pg.catalog import object_counts
+from dbkit.pg.mode import get_server
+from dbkit.project.chain import AlembicProject
 from dbkit.settings import Settings
+from dbkit.squash import flow as squash
+from dbkit.validate import check as validate
 
 
 def demo(settings: Settings, out: Console) -> None:
@@ -49,10 +51,10 @@ def demo(settings: Settings, out: Console) -> None:
 
     out.result("")
     out.result("Checking the database against the app (make db-validate-schema):")
-    validate.validate(settings, out)
+    validate.run(settings, out)
 
     # The heart of dbkit: squash the chain into one revision and prove it identical. A dry
     # run writes into a folder of its own and leaves the sample backend as it is.
     out.result("")
     out.result("Squashing the chain (dry run: the backend is not changed):")
-    squash.squash(settings, out, dry_run=True)
+    squash.run(settings, out, dry_run=True)

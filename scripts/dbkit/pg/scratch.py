@@ -10,34 +10,20 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import signal
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg2
 from psycopg2 import sql
 
-from dbkit import tools
+from dbkit.console import Console
 from dbkit.errors import DbkitError, ServerUnreachable, first_line
-from dbkit.server import Server
+from dbkit.pg import tools
+from dbkit.pg.server import Server
+from dbkit.retry import no_interrupt, retry
 
 SCRATCH_PREFIX = "dbkit_"
 _SCRATCH_RE = re.compile(r"^dbkit_[a-z]+_(\d+)_[0-9a-f]{8}$")
-
-
-def create_database(server: Server, name: str, *, template: str | None = None) -> None:
-    conn = server.connect(server.maintenance_db)
-    try:
-        with conn.cursor() as cur:
-            stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-            if template:
-                stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-            cur.execute(stmt)
-    except psycopg2.Error as err:
-        raise DbkitError(f"cannot create database {name}: {first_line(err)}") from None
-    finally:
-        conn.close()
 
 
 def terminate_connections(cur: psycopg2.extensions.cursor, name: str) -> None:
@@ -70,7 +56,7 @@ def scratch_name(purpose: str) -> str:
 def scratch_database(server: Server, purpose: str = "scratch") -> Iterator[str]:
     """A fresh, uniquely named database, dropped on success, error or Ctrl-C."""
     name = scratch_name(purpose)
-    create_database(server, name)
+    server.create_database(name)
     try:
         yield name
     finally:
@@ -79,26 +65,9 @@ def scratch_database(server: Server, purpose: str = "scratch") -> Iterator[str]:
 
 def drop_resolutely(server: Server, name: str) -> None:
     # A second Ctrl-C must not leave the scratch database behind: hold SIGINT while dropping.
-    previous = signal.getsignal(signal.SIGINT)
-    interrupted: list[int] = []
-    try:
-        signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
-    except ValueError:  # not the main thread
-        previous = None
-    try:
-        for attempt in range(3):
-            try:
-                drop_database(server, name)
-                break
-            except (DbkitError, ServerUnreachable):
-                if attempt == 2:
-                    raise
-                time.sleep(0.5)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    if interrupted:
-        raise KeyboardInterrupt
+    with no_interrupt():
+        retry(lambda: drop_database(server, name), attempts=3, wait=0.5,
+              on=(DbkitError, ServerUnreachable))
 
 
 def stale_scratch_databases(server: Server) -> list[str]:
@@ -131,34 +100,59 @@ def sweep_stale(server: Server) -> list[str]:
 def swap_databases(server: Server, *, current: str, replacement: str, keep_as: str) -> None:
     """In one transaction: ``current`` becomes ``keep_as`` and ``replacement`` becomes
     ``current``. Either both renames happen or neither does."""
+    rename_databases(server, [(current, keep_as), (replacement, current)])
+
+
+def rename_database(server: Server, old: str, new: str) -> None:
+    rename_databases(server, [(old, new)])
+
+
+def rename_databases(server: Server, renames: list[tuple[str, str]]) -> None:
+    """``ALTER DATABASE old RENAME TO new`` for each pair, all in one transaction."""
     conn = server.connect(server.maintenance_db, autocommit=False)
+
+    def attempt() -> None:
+        try:
+            with conn.cursor() as cur:
+                # New sessions can slip in between terminate and rename; then we retry.
+                for old, _ in renames:
+                    terminate_connections(cur, old)
+                for old, new in renames:
+                    cur.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        sql.Identifier(old), sql.Identifier(new)))
+            conn.commit()
+        except psycopg2.Error:
+            conn.rollback()
+            raise
+
+    def busy(err: BaseException) -> BaseException:
+        return DbkitError(f"database {renames[0][0]} keeps getting new connections; stop the "
+                          "app and try again (nothing was changed)")
+
     try:
-        for attempt in range(10):
-            try:
-                with conn.cursor() as cur:
-                    # New sessions can slip in between terminate and rename; then we retry.
-                    terminate_connections(cur, current)
-                    terminate_connections(cur, replacement)
-                    rename = "ALTER DATABASE {} RENAME TO {}"
-                    cur.execute(sql.SQL(rename).format(
-                        sql.Identifier(current), sql.Identifier(keep_as)))
-                    cur.execute(sql.SQL(rename).format(
-                        sql.Identifier(replacement), sql.Identifier(current)))
-                conn.commit()
-                return
-            except psycopg2.errors.ObjectInUse:
-                conn.rollback()
-                if attempt == 9:
-                    raise DbkitError(
-                        f"database {current} keeps getting new connections; stop the app "
-                        "and try again (nothing was changed)"
-                    ) from None
-                time.sleep(0.2 * (attempt + 1))
-            except psycopg2.Error as err:
-                conn.rollback()
-                raise DbkitError(
-                    f"cannot swap {replacement} into {current}: {first_line(err)} "
-                    "(nothing was changed)"
-                ) from None
+        retry(attempt, attempts=10, wait=lambda n: 0.2 * (n + 1),
+              on=psycopg2.errors.ObjectInUse, give_up=busy)
+    except psycopg2.Error as err:
+        old, new = renames[-1]
+        raise DbkitError(f"cannot rename {old} to {new}: {first_line(err)} "
+                         "(nothing was changed)") from None
     finally:
         conn.close()
+
+
+def rebuild(server: Server, dbname: str, build: Callable[[str], None], out: Console) -> None:
+    """Build a new ``dbname`` with ``build(scratch_name)`` and swap it in; the old one goes.
+
+    The new database is built first: if ``build`` fails, the old one is untouched.
+    """
+    with scratch_database(server, "reset") as fresh:
+        with out.step("Building a fresh database from the chain"):
+            build(fresh)
+        if server.database_exists(dbname):
+            # Named like a scratch database, so a run killed before the drop is swept.
+            old = scratch_name("resetold")
+            with out.step(f"Swapping it in for {dbname}"):
+                swap_databases(server, current=dbname, replacement=fresh, keep_as=old)
+            drop_resolutely(server, old)
+        else:
+            server.create_database(dbname, template=fresh)

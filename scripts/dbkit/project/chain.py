@@ -13,12 +13,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from dbkit.console import mask
 from dbkit.errors import ChainBuildFailed, ConfigError
-from dbkit.server import Server
+from dbkit.pg.server import Server
 from dbkit.settings import Settings
-from dbkit.tools import mask
 
-_CHILD = [sys.executable, "-m", "dbkit.alembic_child"]
+_CHILD = [sys.executable, "-m", "dbkit.project.runner"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,23 @@ class Revision:
     @property
     def is_merge(self) -> bool:
         return len(self.down_revision) > 1
+
+
+def one_head(revisions: list[Revision], project: Path) -> str:
+    """The chain's one head; several are refused with the ``alembic merge`` that joins them."""
+    if not revisions:
+        raise ConfigError(f"the Alembic project at {project} has no revisions")
+    parents = {parent for r in revisions for parent in r.down_revision}
+    heads = sorted(r.revision for r in revisions if r.revision not in parents)
+    if len(heads) > 1:
+        docs = {r.revision: r.doc for r in revisions}
+        named = ", ".join(f"{h} ({docs.get(h, '').strip() or 'no message'})" for h in heads)
+        raise ConfigError(
+            f"the chain has {len(heads)} heads: {named}. Join them into one first with "
+            f"`alembic merge -m \"merge heads\" {' '.join(heads)}` (or squash from an "
+            "existing merge revision), then run the squash again"
+        )
+    return heads[0]
 
 
 class AlembicProject:
@@ -109,15 +126,7 @@ class AlembicProject:
         return str(self._run("history")["output"])
 
     def single_head(self) -> str:
-        heads = self.heads()
-        if not heads:
-            raise ConfigError(f"the Alembic project at {self.config.parent} has no revisions")
-        if len(heads) > 1:
-            raise ConfigError(
-                f"the chain has {len(heads)} heads ({', '.join(sorted(heads))}); join them with "
-                "`alembic merge heads -m merge` first"
-            )
-        return heads[0]
+        return one_head(self.revisions(), self.config.parent)
 
     # -- against a database -----------------------------------------------------------------
     def upgrade(self, dbname: str, target: str = "head") -> str:

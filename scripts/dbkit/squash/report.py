@@ -1,0 +1,119 @@
+"""What a squash says when it is done: the terminal summary, squash_report.md and .json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dbkit import __version__
+from dbkit.backup import manifest
+from dbkit.console import Console
+from dbkit.errors import ProofFailed
+from dbkit.files import file_digest
+from dbkit.settings import Settings
+from dbkit.squash.state import Outcome, Plan
+
+
+def _ratio(old: float, new: float) -> str:
+    if old <= 0 or new <= 0 or abs(old - new) < 0.1 * old:
+        return "about the same"
+    return f"{old / new:.1f}x faster" if new < old else f"{new / old:.1f}x slower"
+
+
+def report(out: Console, settings: Settings, plan: Plan, outcome: Outcome, *,
+           dry_run: bool) -> None:
+    """Terminal summary, and squash_report.md + squash_report.json beside the backup."""
+    folder = outcome.output if dry_run else outcome.backup
+    data = {
+        "dbkit_version": __version__,
+        "dry_run": dry_run,
+        "project": str(settings.alembic_config),
+        "replaced": {"count": len(plan.revisions), "first": plan.first.revision,
+                     "last": plan.head,
+                     "revisions": [r.revision for r in plan.revisions]},
+        "revision": outcome.revision,
+        "new_revision_id": outcome.new_revision,
+        "file": str(outcome.file) if outcome.file else None,
+        "file_size": outcome.file_size,
+        "captured": outcome.counts,
+        "fresh_install_seconds": {"old_chain": round(outcome.old_chain_seconds, 3),
+                                  "new_revision": round(outcome.new_revision_seconds, 3)},
+        "proof": outcome.checks,
+        "backup": str(outcome.backup) if outcome.backup else None,
+        "output": str(outcome.output) if outcome.output else None,
+        "archived": str(outcome.archived) if outcome.archived else None,
+        "model_drift": outcome.drift,
+        "development_database": outcome.adopt,
+        "took_seconds": round(outcome.took, 3),
+    }
+    lines = _report_lines(data, dry_run=dry_run)
+    out.result("")
+    for line in lines:
+        out.result(line)
+    if folder is None:
+        return
+    md = folder / "squash_report.md"
+    js = folder / "squash_report.json"
+    manifest.write_private(md, ("\n".join(["# Squash report", "", *lines]) + "\n").encode())
+    manifest.write_private(js, (json.dumps(data, indent=2) + "\n").encode())
+    if not dry_run:
+        # The report belongs to the backup: list it in the manifest with its checksum.
+        current = manifest.read_manifest(folder)
+        for path in (md, js):
+            current["files"][path.name] = file_digest(path)
+        manifest.write_manifest(folder, current)
+    out.result(f"Report: {md} (and {js.name})")
+
+
+def failure_report(folder: Path | None, err: ProofFailed, out: Console) -> None:
+    """A failed proof's differences, in full, where the report would have gone."""
+    if folder is None or not folder.is_dir():
+        return
+    path = folder / "squash_report.md"
+    text = "\n".join(["# Squash report: proof FAILED", "", err.message,
+                      "Nothing in the project was changed. What differed:", "",
+                      *[f"    {line}" for line in err.diff]])
+    manifest.write_private(path, (text + "\n").encode())
+    out.result(f"What differed, in full: {path}")
+
+
+def _report_lines(data: dict[str, Any], *, dry_run: bool) -> list[str]:
+    times = data["fresh_install_seconds"]
+    lines = [
+        ("Dry run: proven, nothing in the project was changed" if dry_run else
+         "Squashed and proven"),
+        f"  replaced        {data['replaced']['count']} revisions, "
+        f"{data['replaced']['first']} … {data['replaced']['last']}",
+        f"  revision        {data['revision']}"
+        + (" (new id)" if data["new_revision_id"] else " (the old head's id)"),
+        f"  file            {data['file']} ({data['file_size']:,} bytes)",
+        f"  fresh install   old chain {times['old_chain']:.2f} s, new revision "
+        f"{times['new_revision']:.2f} s ({_ratio(times['old_chain'], times['new_revision'])})",
+        "  proof           " + "; ".join(data["proof"]),
+    ]
+    if data["backup"]:
+        lines.append(f"  backup          {data['backup']}")
+    if data["output"]:
+        lines.append(f"  output folder   {data['output']}")
+    if data["archived"]:
+        lines.append(f"  archived        {data['archived']}")
+    lines.append("  captured:")
+    lines += [f"    {kind:<30} {count}" for kind, count in data["captured"].items()]
+    drift = data["model_drift"]
+    if drift is None:
+        lines.append("  model drift     the project declares no models (no target_metadata)")
+    elif not drift:
+        lines.append("  model drift     none: the models match the squashed schema")
+    else:
+        lines.append(f"  model drift     {len(drift)} differences between the models and the "
+                     "squashed schema (reported, not fixed):")
+        for d in drift[:30]:
+            detail = f" ({d['detail']})" if d.get("detail") else ""
+            lines.append(f"    {d.get('op', '?')} {d.get('object', '')}{detail}")
+        if len(drift) > 30:
+            lines.append(f"    ... and {len(drift) - 30} more (squash_report.json)")
+    lines.append("  development database:")
+    lines += [f"    {line}" for line in data["development_database"]]
+    lines.append(f"  took            {data['took_seconds']:.1f} s")
+    return lines

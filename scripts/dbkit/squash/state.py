@@ -1,0 +1,48 @@
+"""What one squash run knows: the plan preflight made, and the outcome the report tells."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dbkit.pg import catalog
+from dbkit.project.chain import Revision
+
+
+@dataclass
+class Plan:
+    """What preflight found: the chain, its versions directory, the development database."""
+
+    head: str
+    revisions: list[Revision]  # oldest first
+    versions_dir: Path
+    revision_files: list[Path]
+    hashes: dict[str, str]  # the versions directory before we touch it
+    dev_exists: bool
+    dev_current: list[str] | None  # None: no such database; []: at base
+
+    @property
+    def first(self) -> Revision:
+        return self.revisions[0]
+
+
+@dataclass
+class Outcome:
+    """Everything the report says."""
+
+    revision: str
+    new_revision: bool
+    file: Path | None = None
+    file_size: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    old_chain_seconds: float = 0.0
+    new_revision_seconds: float = 0.0
+    checks: list[str] = field(default_factory=list)
+    backup: Path | None = None
+    output: Path | None = None
+    archived: Path | None = None
+    drift: list[dict[str, Any]] | None = None
+    b_snapshot: catalog.Snapshot | None = None
+    adopt: list[str] = field(default_factory=list)
+    took: float = 0.0
