@@ -33,6 +33,7 @@ from conftest import BACKEND, FIXTURES, run_cli
 from dbkit.errors import ChainBuildFailed
 from dbkit.pg import catalog, scratch
 from dbkit.pg.embedded import EmbeddedServer
+from dbkit.project import versions as vdir
 from dbkit.project.chain import AlembicChild, AlembicProject
 from dbkit.settings import load_settings
 from dbkit.squash.render import escape_binds, py_value
@@ -187,7 +188,7 @@ def test_squash_replaces_the_versions_directory_and_keeps_the_old_files(
     head = old.heads()[0]
     count = len(old.revisions())
     old.upgrade(fresh_db, "head")
-    hashes = versions.file_hashes(versions)
+    hashes = vdir.file_hashes(versions)
     before_dev = state(server, fresh_db)
     dbs_before = scratch_databases(server)
 
@@ -204,10 +205,10 @@ def test_squash_replaces_the_versions_directory_and_keeps_the_old_files(
     archived = list((versions.parent / "versions_archived").iterdir())
     assert len(archived) == 1
     old_files = {k: v for k, v in hashes.items() if k not in ("__init__.py", "README.txt")}
-    assert versions.file_hashes(archived[0]) == old_files
+    assert vdir.file_hashes(archived[0]) == old_files
     made = [p for p in (project_dir / "backups").iterdir() if not p.name.startswith(".")]
     assert len(made) == 1
-    assert versions.file_hashes(made[0] / "migrations") == hashes
+    assert vdir.file_hashes(made[0] / "migrations") == hashes
     manifest = json.loads((made[0] / "manifest.json").read_text())
     assert {"squash_report.md", "squash_report.json"} <= set(manifest["files"])
     assert (made[0] / "squash_report.md").stat().st_mode & 0o777 == 0o600
