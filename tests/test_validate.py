@@ -26,7 +26,8 @@ from dbkit.validate.drift import KINDS
 BASE = FIXTURES / "validate_base"
 HEAD = "c3_gene_location"
 # The JSON report's keys, whatever the outcome (in sync, drift, could not check).
-REPORT_KEYS = {"ok", "error", "database", "revision", "differences", "counts", "registry", "notes"}
+REPORT_KEYS = {"ok", "error", "database", "revision", "differences", "counts", "registry", "notes",
+               "checks", "migrations"}
 
 # (case, SQL that makes the drift, the line validate must print)
 DRIFTS = [
@@ -184,7 +185,8 @@ def test_in_sync_at_head_exits_0(copy: str, pgdata: Path, project_dir: Path) -> 
     result = run_cli(["validate"], _env(pgdata, copy, project_dir), cwd=project_dir)
     assert result.code == 0, result.out + result.err
     assert _lines(result.out)[-1] == (
-        f"In sync: {copy} matches the app at {HEAD} (4 model tables, 8 declared objects checked)"
+        f"In sync: {copy} matches the app at {HEAD} (4 model tables, 8 declared objects, "
+        "its migrations checked)"
     )
 
 
@@ -194,7 +196,10 @@ def test_each_drift_is_one_line_and_exit_1(
     project_dir: Path,
 ) -> None:
     _sql(server, copy, statements)
-    result = run_cli(["validate"], _env(pgdata, copy, project_dir), cwd=project_dir)
+    # All checks run: what the chain check also sees is said once. A schema made by hand is
+    # one more object only the chain check reports (tested in test_validate_chain.py).
+    extra = {"CHECKS": "models,registry"} if "another schema" in case else {}
+    result = run_cli(["validate"], _env(pgdata, copy, project_dir, **extra), cwd=project_dir)
     assert result.code == 1, result.out + result.err
     lines = _lines(result.out)
     assert line in lines, result.out
@@ -315,9 +320,11 @@ def test_extension_objects_and_empty_schemas_are_not_drift(
     copy: str, server: EmbeddedServer, pgdata: Path, project_dir: Path
 ) -> None:
     # An extension brings views of its own; a schema with nothing in it holds no drift.
+    # (For the models and the registry: against its migrations, all three are hand-made.)
     _sql(server, copy, "CREATE SCHEMA ext; CREATE EXTENSION pg_buffercache SCHEMA ext; "
                        "CREATE SCHEMA spare")
-    result = run_cli(["validate"], _env(pgdata, copy, project_dir), cwd=project_dir)
+    result = run_cli(["validate"], _env(pgdata, copy, project_dir, CHECKS="models,registry"),
+                     cwd=project_dir)
     assert result.code == 0, result.out
 
 
@@ -433,21 +440,24 @@ def test_app_objects_that_names_no_registry_exits_2(
 def test_empty_app_objects_turns_the_registry_checks_off(
     copy: str, server: EmbeddedServer, pgdata: Path, project_dir: Path
 ) -> None:
-    _sql(server, copy, "CREATE VIEW public.stale AS SELECT 1 AS one")  # only the registry sees
-    result = run_cli(["validate"], _env(pgdata, copy, project_dir, APP_OBJECTS=""),
-                     cwd=project_dir)
+    # Only the registry and the chain check see a view; the chain check is left out here.
+    _sql(server, copy, "CREATE VIEW public.stale AS SELECT 1 AS one")
+    env = _env(pgdata, copy, project_dir, APP_OBJECTS="", CHECKS="models,registry")
+    result = run_cli(["validate"], env, cwd=project_dir)
     assert result.code == 0, result.out + result.err
-    assert _lines(result.out)[-2:] == [
+    assert _lines(result.out)[-3:] == [
         "Not checked: views, functions and triggers (APP_OBJECTS is empty: the registry checks "
         "are off)",
+        "Not checked: database vs its migrations (CHECKS leaves it out)",
         f"In sync: {copy} matches the app at {HEAD} (4 model tables checked)",
     ]
 
 
 def test_project_with_nothing_to_compare_exits_2(copy: str, pgdata: Path,
                                                 project_dir: Path) -> None:
-    # No target_metadata and no registry: "in sync" would mean only "the revision matches".
-    env = _env(pgdata, copy, project_dir, FIXTURES / "validate_bare")
+    # No target_metadata and no registry: "in sync" would mean only "the revision matches"
+    # (with the chain check left out: with it, see test_validate_chain.py).
+    env = _env(pgdata, copy, project_dir, FIXTURES / "validate_bare", CHECKS="models,registry")
     result = run_cli(["validate"], env, cwd=project_dir)
     assert result.code == 2, result.out
     assert result.err == (

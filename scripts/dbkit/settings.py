@@ -37,7 +37,11 @@ DEFAULTS: dict[str, str] = {
     "ENVIRONMENT": "development",
     "ALLOW_DESTRUCTIVE": "0",
     "APP_OBJECTS": "app.db.objects",
+    "CHECKS": "",
+    "ALLOW_TEMPLATE_CACHE": "0",
 }
+# The checks db-validate-schema can run (CHECKS chooses; empty: all that apply).
+CHECK_NAMES = ("models", "chain", "registry")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +66,8 @@ class Settings:
     environment: str
     allow_destructive: bool
     app_objects: str
+    checks: tuple[str, ...] = ()  # chosen by CHECKS; () means all that apply
+    allow_template_cache: bool = False
 
     def require_alembic(self) -> Path:
         """The Alembic ini file, or a one-line error saying what is missing."""
@@ -178,4 +184,16 @@ def load_settings(
         environment=get("ENVIRONMENT").strip().lower(),
         allow_destructive=_bool("ALLOW_DESTRUCTIVE", get("ALLOW_DESTRUCTIVE")),
         app_objects=get("APP_OBJECTS"),
+        checks=_checks(get("CHECKS")),
+        allow_template_cache=_bool("ALLOW_TEMPLATE_CACHE", get("ALLOW_TEMPLATE_CACHE")),
     )
+
+
+def _checks(raw: str) -> tuple[str, ...]:
+    """CHECKS=models,chain,registry as a tuple in that order; empty: all that apply."""
+    names = [n.strip().lower() for n in raw.replace(" ", ",").split(",") if n.strip()]
+    unknown = [n for n in names if n not in CHECK_NAMES]
+    if unknown:
+        raise ConfigError(f"CHECKS={raw!r}: {', '.join(unknown)} is not a check "
+                          f"(choose from {', '.join(CHECK_NAMES)})")
+    return tuple(n for n in CHECK_NAMES if n in names)

@@ -7,6 +7,7 @@ recognised and swept by the next one.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -24,6 +25,9 @@ from dbkit.retry import no_interrupt, retry
 
 SCRATCH_PREFIX = "dbkit_"
 _SCRATCH_RE = re.compile(r"^dbkit_[a-z]+_(\d+)_[0-9a-f]{8}$")
+# Template databases dbkit keeps on purpose (validate's built chains): never stale scratch.
+TEMPLATE_PREFIX = "dbkit_tpl_"
+_TEMPLATE_RE = re.compile(r"^dbkit_tpl_[0-9a-f]{20}$")
 
 
 def terminate_connections(cur: psycopg2.extensions.cursor, name: str) -> None:
@@ -53,10 +57,12 @@ def scratch_name(purpose: str) -> str:
 
 
 @contextmanager
-def scratch_database(server: Server, purpose: str = "scratch") -> Iterator[str]:
-    """A fresh, uniquely named database, dropped on success, error or Ctrl-C."""
+def scratch_database(server: Server, purpose: str = "scratch", *,
+                     template: str | None = None) -> Iterator[str]:
+    """A fresh, uniquely named database (a copy of ``template`` when given), dropped on
+    success, error or Ctrl-C."""
     name = scratch_name(purpose)
-    server.create_database(name)
+    server.create_database(name, template=template)
     try:
         yield name
     finally:
@@ -81,10 +87,56 @@ def stale_scratch_databases(server: Server) -> list[str]:
         conn.close()
     stale = []
     for name in names:
+        if is_template(name):
+            continue
         match = _SCRATCH_RE.match(name)
         if match and not tools.pid_alive(int(match.group(1))):
             stale.append(name)
     return stale
+
+
+def is_template(name: str) -> bool:
+    """A template database dbkit keeps (``dbkit_tpl_`` + 20 hex digits)."""
+    return bool(_TEMPLATE_RE.match(name))
+
+
+def template_name(key: str) -> str:
+    """The template database for a key (any text: hashed into the name)."""
+    return TEMPLATE_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def templates(server: Server) -> dict[str, str]:
+    """dbkit's template databases on the server and their comments (what each holds)."""
+    conn = server.connect(server.maintenance_db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT d.datname, coalesce(shobj_description(d.oid, 'pg_database'), '') "
+                        "FROM pg_database d WHERE d.datname LIKE 'dbkit\\_tpl\\_%'")
+            return {name: comment for name, comment in cur.fetchall() if is_template(name)}
+    finally:
+        conn.close()
+
+
+def keep_as_template(server: Server, built: str, name: str, comment: str) -> bool:
+    """``built`` (a scratch database) becomes the template ``name``, with ``comment``.
+
+    False when ``name`` exists already (another run made it first): ``built`` is then left
+    as it is, for the caller to drop.
+    """
+    conn = server.connect(server.maintenance_db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(built), sql.Literal(comment)))
+    finally:
+        conn.close()
+    try:
+        rename_database(server, built, name)
+    except DbkitError:
+        if server.database_exists(name):
+            return False
+        raise
+    return True
 
 
 def sweep_stale(server: Server) -> list[str]:

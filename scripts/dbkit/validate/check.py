@@ -30,13 +30,15 @@ from dbkit.errors import AppNotLoadable, ConfigError, DbkitError
 from dbkit.pg.mode import get_server
 from dbkit.pg.server import Server
 from dbkit.project.chain import AlembicProject
-from dbkit.settings import DEFAULTS, Settings
-from dbkit.validate import declared, drift
+from dbkit.settings import CHECK_NAMES, DEFAULTS, Settings
+from dbkit.validate import declared, drift, migrations
 from dbkit.validate.declared import Registry
 from dbkit.validate.drift import CHANGED, EXTRA, MISSING, Difference
+from dbkit.validate.migrations import ChainResult
 
 _PROBLEM_COLOUR = {MISSING: "red", EXTRA: "yellow"}
 _NO_REGISTRY = "views, functions and triggers"
+_CHAIN = "database vs its migrations"
 
 
 @dataclass
@@ -59,6 +61,8 @@ def run(settings: Settings, out: Console, *, json: bool = False) -> int:
     report: dict[str, Any] = {
         "ok": False, "error": None, "database": None, "revision": None, "differences": [],
         "counts": drift.counts([]), "registry": None, "notes": [],
+        "checks": list(settings.checks or CHECK_NAMES),
+        "migrations": migrations.not_checked("not run").as_json(),
     }
     try:
         return _validate(settings, out, report, json=json)
@@ -81,21 +85,39 @@ def _validate(settings: Settings, out: Console, report: dict[str, Any], *, json:
         raise ConfigError(f"{server.describe(dbname)} does not exist: nothing to validate")
     if not json:
         out.say(f"Validating {server.describe(dbname)} against {settings.backend_dir}")
-    module = settings.app_objects.strip()
+    chosen = settings.checks or CHECK_NAMES
+    module = settings.app_objects.strip() if "registry" in chosen else ""
+    # The chain check's slow part (copying a cached build, reading both catalogs) runs
+    # while the Alembic child imports the app and compares the models.
+    with migrations.Prefetch(server, settings, dbname, start="chain" in chosen) as prefetch:
+        return _checks(settings, server, dbname, module, chosen, prefetch, out, report,
+                       json=json)
+
+
+def _checks(
+    settings: Settings, server: Server, dbname: str, module: str, chosen: tuple[str, ...],
+    prefetch: migrations.Prefetch, out: Console, report: dict[str, Any], *, json: bool,
+) -> int:
     facts = AlembicProject(settings, server).validation_facts(dbname, module)
     if "failure" in facts:
         raise _not_loadable(facts["failure"], settings, module, dbname)
+    if "models" not in chosen:
+        facts["diff"] = None
 
     notes: list[str] = report["notes"]
-    registry = _registry(facts["registry"], module, settings, notes)
+    registry = _registry(facts["registry"], module, settings, notes) \
+        if "registry" in chosen else None
     if facts["diff"] is None:
-        if registry is None:
+        if registry is None and "chain" not in chosen:
             raise ConfigError(
                 "nothing to validate against: the project's env.py sets no target_metadata "
                 "and the app has no objects registry (APP_OBJECTS); only the revision "
                 "could be checked"
             )
-        notes.insert(0, "models (the project's env.py sets no target_metadata)")
+        notes.insert(0, "models (the project's env.py sets no target_metadata)"
+                     if "models" in chosen else "models (CHECKS leaves them out)")
+    if "registry" not in chosen:
+        notes.append(f"{_NO_REGISTRY} (CHECKS leaves the registry out)")
     report["registry"] = registry.module if registry else None
 
     revision = check_revision(facts["current"], facts["heads"], facts["graph"],
@@ -105,14 +127,46 @@ def _validate(settings: Settings, out: Console, report: dict[str, Any], *, json:
     if facts["diff"] is not None:
         differences += _from_models(facts["diff"], registry)
     differences += _from_database(server, dbname, facts, registry, differences)
+    chain = _from_chain(server, settings, dbname, facts, differences, notes, prefetch,
+                        chosen=chosen, explicit=bool(settings.checks))
+    report["migrations"] = chain.as_json()
+    found = differences + chain.differences
 
-    report.update(ok=not differences, differences=[d.as_json() for d in _ordered(differences)],
-                  counts=drift.counts(differences))
+    report.update(ok=not found, differences=[d.as_json() for d in _ordered(differences)],
+                  counts=drift.counts(found))
     if json:
         out.result(jsonlib.dumps(report, indent=2))
     else:
-        _print(out, dbname, revision, differences, notes, checked=_checked(facts, registry))
-    return 1 if differences else 0
+        _print(out, dbname, revision, differences, chain, notes,
+               checked=_checked(facts, registry, chain))
+    return 1 if found else 0
+
+
+def _from_chain(
+    server: Server, settings: Settings, dbname: str, facts: dict[str, Any],
+    found: list[Difference], notes: list[str], prefetch: migrations.Prefetch, *,
+    chosen: tuple[str, ...], explicit: bool,
+) -> ChainResult:
+    """The chain check; what the models or the registry said already is not said again."""
+    if "chain" not in chosen:
+        result = migrations.not_checked("CHECKS leaves it out")
+    else:
+        try:
+            result = migrations.check(server, settings, dbname, facts, prefetch)
+        except migrations.CannotBuild as err:
+            if explicit:  # asked for by name: not being able to is an error
+                raise
+            result = migrations.not_checked(err.message)
+    if result.reason is not None:
+        notes.append(f"{_CHAIN} ({result.reason})")
+    said = {_plain(d.object) for d in found}
+    result.differences = [d for d in result.differences if _plain(d.object) not in said]
+    return result
+
+
+def _plain(name: str) -> str:
+    """An object's name without a function's arguments (the registry names it either way)."""
+    return name.split("(", 1)[0]
 
 
 def _registry(
@@ -268,32 +322,50 @@ def _from_models(records: list[dict[str, Any]], registry: Registry | None) -> li
 
 
 # -- output ---------------------------------------------------------------------------------------
-def _checked(facts: dict[str, Any], registry: Registry | None) -> str:
+def _checked(facts: dict[str, Any], registry: Registry | None, chain: ChainResult) -> str:
     parts = []
     if facts["diff"] is not None:
         parts.append(f"{facts['model_tables']} model tables")
     if registry is not None:
         parts.append(f"{registry.size()} declared objects")
+    if chain.status == migrations.COMPARED:
+        parts.append("its migrations")
     return f" ({', '.join(parts)} checked)" if parts else ""
 
 
 def _print(
     out: Console, dbname: str, revision: RevisionCheck, differences: list[Difference],
-    notes: list[str], *, checked: str,
+    chain: ChainResult, notes: list[str], *, checked: str,
 ) -> None:
     for kind, diffs in drift.group(differences):
         out.result(out.paint(drift.plural(kind).capitalize(), "bold"))
-        for d in diffs:
-            colour = _PROBLEM_COLOUR.get(d.problem)
-            line = f"  {d.line()}"
-            out.result(out.paint(line, colour) if colour else line)
+        _lines(out, diffs)
+    if chain.differences:
+        out.result(out.paint(_CHAIN[0].upper() + _CHAIN[1:], "bold"))
+        _lines(out, _ordered(chain.differences))
+    if chain.seed_rows:
+        out.result(out.paint("Seed rows changed by hand (warnings, not drift)", "bold"))
+        for w in chain.seed_rows:
+            out.result(out.paint(f"  {w.line()}", "yellow"))
+    if chain.status == migrations.COMPARED:
+        how = {"reused": "a cached build", "made": "a fresh build, kept as a template"
+               }.get(chain.template or "", "a fresh build in a scratch database")
+        out.result(f"Checked: {_CHAIN} at {', '.join(chain.revisions)} ({how})")
     for note in notes:
         out.result(f"Not checked: {note}")
-    if differences:
-        out.result(out.paint(f"Drift in {dbname}: {drift.summary(differences)}", "red"))
+    found = differences + chain.differences
+    if found:
+        out.result(out.paint(f"Drift in {dbname}: {drift.summary(found)}", "red"))
     else:
         at = ", ".join(revision.heads) or "base"
         out.result(out.paint(f"In sync: {dbname} matches the app at {at}{checked}", "green"))
+
+
+def _lines(out: Console, diffs: list[Difference]) -> None:
+    for d in diffs:
+        colour = _PROBLEM_COLOUR.get(d.problem)
+        line = f"  {d.line()}"
+        out.result(out.paint(line, colour) if colour else line)
 
 
 def _ordered(differences: list[Difference]) -> list[Difference]:

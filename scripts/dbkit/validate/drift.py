@@ -13,10 +13,18 @@ from dataclasses import asdict, dataclass
 # The order kinds are reported in: the revision first (it explains much of the rest), then
 # the model objects from the outside in, then what the app declares outside its models.
 KINDS = (
-    "revision", "schema", "type", "table", "column", "index", "unique constraint", "foreign key",
-    "view", "materialized view", "function", "trigger",
+    "revision", "schema", "extension", "type", "sequence", "table", "column", "primary key",
+    "index", "unique constraint", "foreign key", "check constraint", "exclusion constraint",
+    "not null constraint", "policy", "view", "materialized view", "function", "procedure",
+    "trigger",
 )
-_PLURALS = {"index": "indexes", "materialized view": "materialized views", "revision": "revision"}
+_PLURALS = {"index": "indexes", "materialized view": "materialized views", "revision": "revision",
+            "policy": "policies"}
+# Who the database is compared with: the app (models, registry) or a fresh build of its own
+# migrations (the chain check); the wording of a line follows.
+APP, MIGRATIONS = "app", "migrations"
+_WORDS = {APP: ("app expects", "app declares no such"),
+          MIGRATIONS: ("migrations build", "migrations build no such")}
 
 MISSING, EXTRA, CHANGED = "missing", "extra", "changed"
 _LONG = 90  # values longer than this are shown as the stretch where the two sides part
@@ -30,21 +38,32 @@ class Difference:
     object: str  # schema-qualified: "public.genes.symbol", "public.alembic_version"
     problem: str  # missing / extra / changed, or for the revision: behind, unknown, ...
     database: str | None  # what the database has; None: nothing
-    app: str | None  # what the app expects; None: nothing
+    app: str | None  # what the app (or the migrations) expects; None: nothing
+    source: str = APP  # APP or MIGRATIONS: what the database is compared with
 
     def line(self) -> str:
         """The one line people read."""
         head = f"{self.kind} {self.object}"
+        expects, declares_none = _WORDS[self.source]
         if self.problem == MISSING:
-            return f"{head}: database has no such {self.kind}, app expects {self.app or 'it'}"
+            want = self.app or "it"
+            if self.source == MIGRATIONS and self.app:  # built definitions can be long
+                want = _cut(_squash(self.app), 0)
+            return f"{head}: database has no such {self.kind}, {expects} {want}"
         if self.problem == EXTRA:
             has = _cut(_squash(self.database), 0) if self.database else "it"
-            return f"{head}: database has {has}, app declares no such {self.kind}"
+            return f"{head}: database has {has}, {declares_none} {self.kind}"
         db, app = _excerpts(self.database or "nothing", self.app or "nothing")
-        return f"{head}: database has {db}, app expects {app}"
+        return f"{head}: database has {db}, {expects} {app}"
 
     def as_json(self) -> dict[str, str | None]:
-        return asdict(self)
+        """``kind, object, problem, database, app``; ``migrations`` in place of ``app`` for
+        the chain check."""
+        data = asdict(self)
+        source = data.pop("source")
+        if source == MIGRATIONS:
+            data[MIGRATIONS] = data.pop("app")
+        return data
 
 
 def plural(kind: str, n: int = 2) -> str:

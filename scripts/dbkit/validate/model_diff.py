@@ -110,6 +110,9 @@ def validation_facts(
     facts: dict[str, Any] = {
         "heads": list(script.get_heads()),
         "graph": {s.revision: _down_revisions(s.down_revision) for s in script.walk_revisions()},
+        # What a build of the chain depends on: its versions directories and env.py.
+        "chain_files": [str(Path(p)) for p in script._version_locations]
+        + [str(Path(script.dir) / "env.py")],
     }
     stage = ["database"]
 
