@@ -8,7 +8,10 @@ rendered and compared). A run is the real command line, ``python -m dbkit valida
 process start to exit. Goal: <= 2 s at 500 tables + 100 views.
 
 Usage: ``python -m bench.bench_validate [SIZES...]`` (default 100 250 500 1000) or
-``make bench BENCH=validate``.
+``make bench BENCH=validate``. ``python -m bench.bench_validate sample``: the sample backend
+(24 revisions) with no registry, every check that applies (the models and the chain check):
+the first run builds the chain and keeps it as a template, the next ones reuse it. Goal:
+<= 1.5 s warm.
 """
 
 from __future__ import annotations
@@ -198,7 +201,58 @@ def measure(server: EmbeddedServer, pgdata: Path, work: Path, tables: int) -> di
             "definitions_s": round(definitions, 3)}
 
 
+SAMPLE_GOAL = 1.5
+
+
+def measure_sample(server: EmbeddedServer, pgdata: Path, work: Path) -> dict[str, object]:
+    backend = Path(__file__).resolve().parent.parent / "backend"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update({"DB_MODE": "embedded", "PGDATA_DIR": str(pgdata), "BACKEND_DIR": str(backend),
+                "NO_COLOR": "1", "APP_OBJECTS": ""})
+    with scratch.scratch_database(server, "benchsample") as db:
+        env["POSTGRES_DB"] = db
+        AlembicProject(load_settings(work, env, env_file=Path("/nonexistent")), server
+                       ).upgrade(db, "head")
+        runs = {}
+        for label, extra in (("models only", {"CHECKS": "models"}), ("all checks", {})):
+            times = []
+            for _ in range(RUNS + 1):
+                started = time.perf_counter()
+                proc = subprocess.run([sys.executable, "-m", "dbkit", "validate"],
+                                      env={**env, **extra}, cwd=work, capture_output=True,
+                                      text=True)
+                times.append(time.perf_counter() - started)
+                if proc.returncode != 0:
+                    raise SystemExit(f"validate exited {proc.returncode}:\n{proc.stdout}"
+                                     f"{proc.stderr}")
+            runs[label] = {"first_s": round(times[0], 3),
+                           "warm_median_s": round(statistics.median(times[1:]), 3),
+                           "warm_runs_s": [round(t, 3) for t in times[1:]]}
+            print(f"sample, {label}: first {times[0]:.2f}s, warm median "
+                  f"{statistics.median(times[1:]):.2f}s "
+                  f"({' '.join(f'{t:.2f}' for t in times[1:])})", flush=True)
+    warm = runs["all checks"]["warm_median_s"]
+    print(f"goal <= {SAMPLE_GOAL:g} s warm: {'met' if warm <= SAMPLE_GOAL else 'NOT met'} "
+          f"({warm:.2f} s)")
+    return runs
+
+
 def main(argv: list[str]) -> None:
+    if argv == ["sample"]:
+        with tempfile.TemporaryDirectory(prefix="dbkit-bench-validate-") as tmp:
+            work = Path(tmp)
+            settings = load_settings(work, {"DB_MODE": "embedded",
+                                            "PGDATA_DIR": str(work / "pgdata")},
+                                     env_file=Path("/nonexistent"))
+            server = EmbeddedServer(settings)
+            server.ensure_running()
+            try:
+                result = measure_sample(server, work / "pgdata", work)
+            finally:
+                server.stop(Console(io.StringIO()))
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "validate_sample.json").write_text(json.dumps(result, indent=2) + "\n")
+        return
     sizes = [int(a) for a in argv] or list(SIZES)
     with tempfile.TemporaryDirectory(prefix="dbkit-bench-validate-") as tmp:
         work = Path(tmp)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 from dbkit.errors import ChainBuildFailed, DbkitError
 from dbkit.pg import catalog, scratch
 from dbkit.pg.server import Server
+from dbkit.project import versions
 from dbkit.project.chain import AlembicProject
 from dbkit.project.version_table import read_versions
 from dbkit.settings import Settings
@@ -229,16 +229,14 @@ def compare(server: Server, live_db: str, built_db: str, version_table: str,
 # -- the template cache -----------------------------------------------------------------------
 
 def chain_hash(paths: list[str]) -> str:
-    """sha256 of the versions directories' files and env.py (names and contents)."""
+    """sha256 over the versions directories' files (``project.versions.file_hashes``) and
+    env.py."""
     digest = hashlib.sha256()
     for top in paths:
         root = Path(top)
-        files = [root] if root.is_file() else sorted(
-            Path(d) / f for d, dirs, names in os.walk(root)
-            for f in names if "__pycache__" not in Path(d).parts and not f.endswith(".pyc"))
-        for path in files:
-            digest.update(str(path.relative_to(root.parent)).encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
+        files = versions.file_hashes(root) if root.is_dir() else \
+            {root.name: hashlib.sha256(root.read_bytes()).hexdigest()}
+        digest.update(json.dumps([top, files], sort_keys=True).encode())
     return digest.hexdigest()
 
 
