@@ -33,6 +33,8 @@ DEFAULTS: dict[str, str] = {
     "POSTGRES_DB": "kidney_genetics",
     "POSTGRES_PORT": "5432",
     "DB_UP_TIMEOUT": "60",
+    "LOCK_WAIT_TIMEOUT": "60",
+    "MIGRATION_TIMEOUT": "0",
     "PG_BIN": "",
     "ENVIRONMENT": "development",
     "ALLOW_DESTRUCTIVE": "0",
@@ -62,6 +64,8 @@ class Settings:
     postgres_db: str
     postgres_port: int
     db_up_timeout: float
+    lock_wait_timeout: float  # seconds a migration's statement may wait on a lock (0: no limit)
+    migration_timeout: float  # seconds one migration operation may take (0: no limit)
     pg_bin: Path | None
     environment: str
     allow_destructive: bool
@@ -180,6 +184,10 @@ def load_settings(
         postgres_db=get("POSTGRES_DB"),
         postgres_port=int(_number("POSTGRES_PORT", get("POSTGRES_PORT"), low=1, high=65535)),
         db_up_timeout=_number("DB_UP_TIMEOUT", get("DB_UP_TIMEOUT"), low=1, high=3600, kind=float),
+        lock_wait_timeout=_number("LOCK_WAIT_TIMEOUT", get("LOCK_WAIT_TIMEOUT"), low=0,
+                                  high=604800, kind=float),
+        migration_timeout=_number("MIGRATION_TIMEOUT", get("MIGRATION_TIMEOUT"), low=0,
+                                  high=604800, kind=float),
         pg_bin=pg_bin,
         environment=get("ENVIRONMENT").strip().lower(),
         allow_destructive=_bool("ALLOW_DESTRUCTIVE", get("ALLOW_DESTRUCTIVE")),

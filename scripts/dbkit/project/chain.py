@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -15,7 +16,9 @@ from typing import IO, Any
 
 from dbkit.console import mask
 from dbkit.errors import ChainBuildFailed, ConfigError
+from dbkit.pg import extensions
 from dbkit.pg.server import Server
+from dbkit.project import watch
 from dbkit.settings import Settings
 
 _CHILD = [sys.executable, "-m", "dbkit.project.runner"]
@@ -73,7 +76,7 @@ class AlembicProject:
         if dbname is not None:
             assert self.server is not None
             spec["url"] = self.server.sa_url(dbname).render_as_string(hide_password=False)
-        answer, stderr, code = self._exchange(spec)
+        answer, stderr, code = self._watched(spec, dbname, " ".join(["alembic", op, *args]))
         try:
             result = json.loads(answer)
         except ValueError:
@@ -86,11 +89,28 @@ class AlembicProject:
             secrets = self.server.secrets if self.server else ()
             where = f" in revision {result['revision']}" if result.get("revision") else ""
             what = " ".join(["alembic", op, *args])
+            error = mask(result["error"], secrets)
+            lacking = extensions.missing_extension(result["error"])
+            if lacking is not None and self.server is not None:
+                error = extensions.explain(self.server, lacking)  # no migration can fix that
             raise ChainBuildFailed(
-                f"{what} failed{where}: {mask(result['error'], secrets)}",
+                f"{what} failed{where}: {error}",
                 trace=mask(result.get("traceback", ""), secrets),
             )
         return result
+
+    def _watched(self, spec: dict[str, Any], dbname: str | None,
+                 what: str) -> tuple[str, str, int | None]:
+        """``_exchange``, with ``dbname`` watched for lock waits and the time limit
+        (``watch``): the child is killed, and ``MigrationStuck`` raised, when one is passed."""
+        if dbname is None or self.server is None:
+            return self._exchange(spec)
+        with ExitStack() as stack:
+            child = self.child or stack.enter_context(AlembicChild())  # one that can be killed
+            stack.enter_context(watch.watch(
+                self.server, dbname, child.kill, lock_wait=self.settings.lock_wait_timeout,
+                total=self.settings.migration_timeout, what=f"{what} on database {dbname}"))
+            return child.exchange(spec)
 
     def _exchange(self, spec: dict[str, Any]) -> tuple[str, str, int | None]:
         """One operation in a child: its JSON answer, stderr and exit status."""
