@@ -81,6 +81,8 @@ CASES: dict[str, list[str]] = {
         "email ext.citext", "CREATE VIEW audit.account_events", "DROP SCHEMA audit",
     ],
     "merge_revision": ["Replaces 4 revisions", "from_a text"],
+    "drift_error": ["CREATE TABLE public.child", "REFERENCES public.parent(id)"],
+    "models_in_old_revisions": ["CREATE TABLE public.book", '{"id": 1, "name": "Ada"}'],
     "data_update": ['"price": Decimal("12.00")', "tier integer NOT NULL"],
     "grants": [
         "CREATE ROLE dbkit_fixture_reader NOLOGIN", "GRANT USAGE ON SCHEMA reports",
@@ -94,7 +96,8 @@ def test_every_case_folder_is_listed() -> None:
     """Squash fixtures share one layout (env.py beside versions/) and say what they test."""
     folders = {p.name for p in FIXTURES.iterdir() if (p / "env.py").is_file()
                and (p / "versions").is_dir() and (p / "README").is_file()
-               and p.name not in ("broken_chain", "two_heads", "unsupported")}
+               and p.name not in ("broken_chain", "two_heads", "unsupported", "lock_wait",
+                                  "missing_extension")}
     assert folders == set(CASES)
     envs = {(FIXTURES / case / "env.py").read_text() for case in CASES}
     assert len(envs) == 1, "the fixtures' env.py files are one template"

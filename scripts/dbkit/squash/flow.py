@@ -119,6 +119,10 @@ def run(
                 _require_unchanged(plan)
             if isinstance(err, ProofFailed):
                 failure_report(outcome.output or outcome.backup, err, out)
+            elif dry_run and outcome.output is not None:
+                # Nothing in it that the error points to (a failed proof keeps its folder:
+                # the report of what differed, and the revision that was proven, are there).
+                _discard(outcome.output)
             raise
         if not dry_run:
             # The squash is in place: what is left cannot undo it, only tidy up.
@@ -291,7 +295,7 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
                           f"{outcome.revision} in {version_key}")
     outcome.new_revision_seconds = proof.new_install_seconds
     outcome.checks = proof.checks
-    outcome.drift = proof.model_diff
+    outcome.drift, outcome.drift_note = proof.model_diff, proof.model_diff_note
     outcome.b_snapshot = proof.snapshot
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from dbkit.console import Console
-from dbkit.errors import ChainBuildFailed, ProofFailed
+from dbkit.errors import ChainBuildFailed, DbkitError, ProofFailed
 from dbkit.pg import catalog, tools
 from dbkit.pg.server import Server
 from dbkit.project.chain import AlembicProject
@@ -37,6 +37,30 @@ class ProofResult:
     checks: list[str] = field(default_factory=list)
     snapshot: catalog.Snapshot | None = None  # what the squashed revision builds
     model_diff: list[dict[str, Any]] | None = None  # the models vs that (None: no models)
+    model_diff_note: str | None = None  # set: said instead of model_diff (not computed, ...)
+
+
+MODELS_NOT_FOUND = ("the models were not found: env.py's target_metadata is empty after the "
+                    "squash — import your models in env.py")
+
+
+def _drift(future: Future, snapshot: catalog.Snapshot, version_key: str
+           ) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """The models compared with B, or why not: drift never undoes a proof.
+
+    Models imported only by the old revision files are gone once those are: then every
+    table of B is "removed", which says that the models were not found, not which tables.
+    """
+    try:
+        drift = future.result()
+    except Exception as err:  # noqa: BLE001 - any error of the project's models: one line
+        reason = err.message if isinstance(err, DbkitError) else f"{type(err).__name__}: {err}"
+        return None, f"not computed: {' '.join(reason.split())}"
+    tables = set(snapshot["tables"]) - {version_key}
+    if drift and tables and all(d.get("op") == "remove_table" for d in drift) \
+            and {d.get("object") for d in drift} == tables:
+        return None, MODELS_NOT_FOUND
+    return drift, None
 
 
 def normalise_dump(text: str) -> list[str]:
@@ -226,7 +250,8 @@ def prove(
             _fail_if(problems, "after downgrade and upgrade again, B differs from A")
             result.checks.append("upgrade() after downgrade() identical to A again")
             result.snapshot = state_b.snapshot
-            result.model_diff = drift.result()
+            result.model_diff, result.model_diff_note = _drift(drift, state_b.snapshot,
+                                                               version_key)
     except BaseException:
         # Ctrl-C or a failure: do not wait for a read under way (the caller ends the child
         # and drops the databases).

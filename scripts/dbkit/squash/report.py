@@ -44,6 +44,7 @@ def report(out: Console, settings: Settings, plan: Plan, outcome: Outcome, *,
         "output": str(outcome.output) if outcome.output else None,
         "archived": str(outcome.archived) if outcome.archived else None,
         "model_drift": outcome.drift,
+        "model_drift_note": outcome.drift_note,
         "development_database": outcome.adopt,
         "took_seconds": round(outcome.took, 3),
     }
@@ -101,7 +102,9 @@ def _report_lines(data: dict[str, Any], *, dry_run: bool) -> list[str]:
     lines.append("  captured:")
     lines += [f"    {kind:<30} {count}" for kind, count in data["captured"].items()]
     drift = data["model_drift"]
-    if drift is None:
+    if data["model_drift_note"]:
+        lines.append(f"  model drift     {data['model_drift_note']}")
+    elif drift is None:
         lines.append("  model drift     the project declares no models (no target_metadata)")
     elif not drift:
         lines.append("  model drift     none: the models match the squashed schema")

@@ -43,6 +43,7 @@ class Outcome:
     output: Path | None = None
     archived: Path | None = None
     drift: list[dict[str, Any]] | None = None
+    drift_note: str | None = None  # set: the report says this instead of the drift
     b_snapshot: catalog.Snapshot | None = None
     adopt: list[str] = field(default_factory=list)
     took: float = 0.0
