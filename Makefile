@@ -42,7 +42,7 @@ db-up: $(VENV_STAMP) ## Start PostgreSQL (embedded server, or the compose servic
 db-down: $(VENV_STAMP) ## Stop the PostgreSQL server (data is kept)
 	@$(DBKIT) down
 
-db-url: $(VENV_STAMP) ## Print the development database URL (SHOW_PASSWORD=1 to include it)
+db-url: $(VENV_STAMP) ## Print the development database URL (FORMAT=libpq for psql; SHOW_PASSWORD=1)
 	@$(DBKIT) url
 
 db-psql: $(VENV_STAMP) ## Open psql on the development database

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from dbkit.console import Console
+from dbkit.errors import ConfigError
 from dbkit.pg.docker import DockerServer
 from dbkit.pg.embedded import EmbeddedServer
 from dbkit.pg.mode import get_server
@@ -22,11 +23,23 @@ def down(settings: Settings, out: Console) -> None:
     get_server(settings).stop(out)
 
 
-def url(settings: Settings, out: Console, *, show_password: bool = False) -> None:
-    """Print the development database's connection URL (password masked unless asked)."""
+URL_FORMATS = ("sqlalchemy", "libpq")
+
+
+def url(settings: Settings, out: Console, *, show_password: bool = False,
+        format: str = "sqlalchemy") -> None:  # noqa: A002 - FORMAT, as for backup-full
+    """Print the development database's connection URL (password masked unless asked).
+
+    FORMAT=sqlalchemy (default): what an app's DATABASE_URL takes; FORMAT=libpq: what psql,
+    pg_dump and other libpq tools take (``psql "$(make -s db-url FORMAT=libpq)"``).
+    """
+    kind = format.strip().lower()
+    if kind not in URL_FORMATS:
+        raise ConfigError(f"FORMAT={format!r} is not one of {', '.join(URL_FORMATS)}")
     server = get_server(settings)
     server.ensure_running(out)
-    text = server.url(show_password=show_password)
+    text = (server.libpq_url(show_password=show_password) if kind == "libpq"
+            else server.url(show_password=show_password))
     if show_password:
         out.out.write(text + "\n")  # asked for in so many words: bypass masking
     else:

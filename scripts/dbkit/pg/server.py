@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg2
 import psycopg2.extensions
@@ -64,6 +65,28 @@ class Server(ABC):
     def url(self, dbname: str | None = None, *, show_password: bool = False) -> str:
         """A SQLAlchemy URL for a database on this server, password masked unless asked."""
         return self.sa_url(dbname).render_as_string(hide_password=not show_password)
+
+    def libpq_url(self, dbname: str | None = None, *, show_password: bool = False) -> str:
+        """A libpq connection URI (what ``psql`` and ``pg_dump`` take), password masked
+        unless asked. A unix socket goes in ``?host=`` with its port: psql reads no
+        SQLAlchemy driver name, and without them tries ``/tmp/.s.PGSQL.5432``."""
+        p = self.params(dbname)
+        user = quote(p.get("user") or "", safe="")
+        if user and p.get("password"):
+            user += ":" + (quote(p["password"], safe="") if show_password else "***")
+        host, port = p.get("host") or "", p.get("port") or ""
+        query = {k: v for k, v in p.items() if k not in _CORE_PARAMS and v}
+        netloc = ""
+        if host.startswith("/"):
+            query = {"host": host, **({"port": port} if port else {}), **query}
+        elif host:
+            netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+        text = (f"postgresql://{user + '@' if user else ''}{netloc}/"
+                f"{quote(p['dbname'], safe='')}")
+        if query:
+            text += "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='/')}"
+                                   for k, v in query.items())
+        return text
 
     def sa_url(self, dbname: str | None = None) -> URL:
         p = self.params(dbname)
