@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -217,20 +218,21 @@ def test_the_readme_lists_the_wheels_extensions_as_they_are() -> None:
 
 @pytest.mark.skipif(not (DEBIAN_15 / "postgres").is_file(),
                     reason="Debian's postgresql-15 is not installed (/usr/lib/postgresql/15)")
-def test_the_way_out_works_pg_bin_to_a_full_install(fresh_db: str, project_dir: Path,
-                                                    tmp_path: Path) -> None:
+def test_the_way_out_works_pg_bin_to_a_full_install(fresh_db: str, project_dir: Path) -> None:
     """The advice, followed: embedded mode from PG_BIN with a data directory of its own
     builds the chain. (Not a squash here: this machine's postgresql-15 marks every column
     with a nonstandard attoptions entry, pg_attver=..., which capture rightly refuses.)"""
     backend = copy_project(FIXTURES / "missing_extension", project_dir)
-    env = squash_env(tmp_path / "pg15" / "pgdata", fresh_db, project_dir, backend,
-                     PG_BIN=str(DEBIAN_15))
+    # Not under pytest's basetemp (see conftest.pgdata): a data directory of its own.
+    root = Path(tempfile.mkdtemp(prefix="dbkit-test-pg15-"))
+    env = squash_env(root / "pgdata", fresh_db, project_dir, backend, PG_BIN=str(DEBIAN_15))
     try:
         result = run_cli(["upgrade"], env, cwd=project_dir)
         assert result.code == 0, result.out + result.err
         assert f"{fresh_db} is at 0ab200000001" in result.out
     finally:
         run_cli(["down"], env, cwd=project_dir)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # -- model drift never undoes a proof ---------------------------------------------------------
