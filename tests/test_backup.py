@@ -279,7 +279,7 @@ def test_backups_lists_newest_first_with_kind_size_revision_verified(
     assert lines[0].split()[1] == "migrations" and "not verified" in lines[0]
     assert lines[1].split()[1] == "full" and "KB" in lines[1] and "b2c3d4e5f6a7" in lines[1]
     assert lines[1].endswith("verified") and "not" not in lines[1]
-    assert "unusable" in lines[2] and "no manifest.json" in lines[2]
+    assert "damaged" in lines[2] and "no manifest.json" in lines[2]
     assert "README" not in out
 
 
@@ -317,6 +317,11 @@ def test_verify_finds_damage_and_records_it(
     result = run_cli(["backup-verify", "--backup", made.name], proj, cwd=project_dir)
     assert result.code == 1
     line = one_line_error(result.err)
+    if damage == "remove":  # a listed file that is not there: damaged before any check
+        assert f"backup {made.name} is damaged: migrations/a1b2c3d4e5f6_catalogue.py: " \
+            "missing" in line
+        assert "damaged" in run_cli(["backups"], proj, cwd=project_dir).out
+        return
     assert f"backup {made.name} FAILED verification" in line
     expected = {"flip": "sha256 does not match", "truncate": "bytes, manifest says",
                 "remove": "missing", "schema": "public.genes: 122 rows, the manifest says 123"}

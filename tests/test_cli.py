@@ -78,7 +78,7 @@ def test_reset_refuses_production(env: dict[str, str], project_dir: Path,
                                   server: EmbeddedServer) -> None:
     _mark(server, env["POSTGRES_DB"])
     res = run_cli(["reset", "--yes"], {**env, "ENVIRONMENT": "production"}, cwd=project_dir)
-    assert res.code == 2 and "ENVIRONMENT=production: refusing" in res.err
+    assert res.code == 2 and "ENVIRONMENT=production counts as production: refusing" in res.err
     assert _has_table(server, env["POSTGRES_DB"], "precious")
 
 

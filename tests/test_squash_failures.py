@@ -212,5 +212,5 @@ def test_a_swap_killed_between_its_two_renames_is_undone_by_the_next_run(
     (backend / f".{versions.name}.dbkit-new-4194305").mkdir()
     result = run_cli(["squash", "--dry-run"], env, cwd=project_dir)
     assert result.code == 0, result.err
-    assert f"Put back {versions}" in result.out
+    assert f"Put back {versions}" in result.err  # said before the verb, on stderr
     assert folder_state(backend) == before

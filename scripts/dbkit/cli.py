@@ -19,10 +19,15 @@ from dbkit import __version__
 from dbkit.commands import backup, demo, everyday, reset, restore, squash, validate, verify
 from dbkit.console import Console
 from dbkit.errors import ConfigError, DbkitError
+from dbkit.project.recovery import repair
 from dbkit.safety import YES
 from dbkit.settings import Settings, _bool, load_settings
 
 Verb = Callable[..., "int | None"]
+
+# The verbs that read the versions directory: each first repairs a swap a killed run left.
+READS_VERSIONS = {"upgrade", "current", "history", "reset", "demo", "migration-backup",
+                  "backup-full", "migration-restore", "restore-full", "validate", "squash"}
 
 VERBS: dict[str, Verb] = {
     "up": everyday.up,
@@ -138,6 +143,10 @@ def run(
     try:
         settings = load_settings(environ=environ)
         console.secrets = active_secrets(settings)
+        if args.verb in READS_VERSIONS:
+            # On stderr: stdout may be JSON (validate --json).
+            for line in repair(settings):
+                err.write(f"dbkit: {console.mask(line)}\n")
         code = fn(settings, console, **verb_options(fn, args, environ))
         return int(code or 0)
     except DbkitError as exc:

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, str] = {
     "MIGRATION_TIMEOUT": "0",
     "PG_BIN": "",
     "ENVIRONMENT": "development",
+    "PROTECTED_DATABASES": "",
     "ALLOW_DESTRUCTIVE": "0",
     "APP_OBJECTS": "app.db.objects",
     "CHECKS": "",
@@ -68,6 +69,7 @@ class Settings:
     migration_timeout: float  # seconds one migration operation may take (0: no limit)
     pg_bin: Path | None
     environment: str
+    protected_databases: tuple[str, ...]
     allow_destructive: bool
     app_objects: str
     checks: tuple[str, ...] = ()  # chosen by CHECKS; () means all that apply
@@ -84,6 +86,16 @@ class Settings:
             )
         return self.alembic_config
 
+
+
+# ENVIRONMENT values that mean production (and any value starting with "prod"), compared
+# without case or spaces; destructive verbs refuse them. Documented in .env.example.
+PRODUCTION = ("prod", "production", "prd", "live")
+
+
+def is_production(environment: str) -> bool:
+    value = "".join(environment.split()).lower()
+    return value in PRODUCTION or value.startswith("prod")
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -107,11 +119,15 @@ def _number(name: str, raw: str, *, low: float, high: float, kind: type = int) -
 
 def parse_database_url(raw: str) -> URL:
     """A PostgreSQL SQLAlchemy URL, or a one-line error (with the password masked)."""
+    # Nothing of a URL that does not parse is shown: where its password starts and ends is
+    # exactly what cannot be known (a typo'd "@" leaves it anywhere).
+    expected = "expected postgresql://user:password@host:5432/dbname; the value is not shown"
     try:
         url = make_url(raw)
     except (ArgumentError, ValueError):
-        shown = raw.split("@")[-1] if "@" in raw else raw
-        raise ConfigError(f"DATABASE_URL does not parse as a database URL (...@{shown})") from None
+        raise ConfigError(f"DATABASE_URL does not parse as a database URL ({expected})") from None
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ConfigError(f"DATABASE_URL has port {url.port}, out of range (1 to 65535)")
     if url.get_backend_name() not in ("postgresql", "postgres"):
         raise ConfigError(
             f"DATABASE_URL is for {url.get_backend_name()!r}; dbkit works with PostgreSQL only"
@@ -189,7 +205,9 @@ def load_settings(
         migration_timeout=_number("MIGRATION_TIMEOUT", get("MIGRATION_TIMEOUT"), low=0,
                                   high=604800, kind=float),
         pg_bin=pg_bin,
-        environment=get("ENVIRONMENT").strip().lower(),
+        environment=get("ENVIRONMENT").strip(),
+        protected_databases=tuple(p.strip() for p in get("PROTECTED_DATABASES").split(",")
+                                  if p.strip()),
         allow_destructive=_bool("ALLOW_DESTRUCTIVE", get("ALLOW_DESTRUCTIVE")),
         app_objects=get("APP_OBJECTS"),
         checks=_checks(get("CHECKS")),

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dbkit.console import Console
@@ -24,6 +26,7 @@ MANIFEST = "manifest.json"
 MIGRATIONS = "migrations"
 DUMP_CUSTOM = "database_full.dump"
 DUMP_PLAIN = "database_full.sql"
+_MANIFEST_TMP = re.compile(r"^\.manifest\.json\.\d+\.tmp$")
 NAME_RE = re.compile(r"^(\d{8}_\d{6})(?:_([2-9]|[1-9]\d+))?$")
 
 
@@ -57,6 +60,27 @@ def sort_key(name: str) -> tuple[str, int]:
     match = NAME_RE.match(name)
     assert match, name
     return match.group(1), int(match.group(2) or 1)
+
+
+def created_utc(manifest: dict[str, Any]) -> datetime | None:
+    """The manifest's ``created_at`` as an aware UTC time (None: missing or unreadable).
+
+    Old backups wrote local time with its offset, new ones UTC: both compare correctly here,
+    whatever their folder names say (time zones, daylight saving)."""
+    try:
+        when = datetime.fromisoformat(str(manifest.get("created_at")))
+    except ValueError:
+        return None
+    if when.tzinfo is None:  # no offset: the best guess is this machine's zone
+        when = when.astimezone()
+    return when.astimezone(timezone.utc)
+
+
+def newest_first(backups: list[Backup]) -> list[Backup]:
+    """By the manifest's UTC creation time, newest first (folder name for a tie or none)."""
+    oldest = datetime.min.replace(tzinfo=timezone.utc)
+    return sorted(backups, key=lambda b: (created_utc(b.manifest) or oldest, sort_key(b.name)),
+                  reverse=True)
 
 
 
@@ -97,6 +121,9 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
+    if path.is_symlink():
+        raise BackupCorrupt(f"backup {folder.name} is damaged: {MANIFEST} is a symbolic link; "
+                            "it is not used")
     if not path.is_file():
         raise BackupCorrupt(
             f"backup {folder.name} has no {MANIFEST} (unfinished, or not made by dbkit); "
@@ -115,7 +142,57 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             f"backup {folder.name}: manifest format {data.get('format_version')!r} is not "
             f"{FORMAT_VERSION} (written by another dbkit version)"
         )
+    problems = layout_problems(folder, data["files"])
+    if problems:
+        raise BackupCorrupt(
+            f"backup {folder.name} is damaged: {summary(problems)}; it is not used",
+            detail="\n".join(problems),
+        )
     return data
+
+
+def bad_key(key: object) -> str | None:
+    """Why a manifest key is not a plain relative path inside the backup (None: it is)."""
+    if not isinstance(key, str) or not key:
+        return "is not a file name"
+    if "\\" in key or "\x00" in key:
+        return "is not a plain relative path"
+    path = PurePosixPath(key)
+    if path.is_absolute():
+        return "is an absolute path"
+    if ".." in path.parts:
+        return "goes outside the backup (..)"
+    if path.as_posix() != key or "." in key.split("/") or key == MANIFEST:
+        return "is not a normalised relative path"
+    return None
+
+
+def layout_problems(folder: Path, files: dict[str, Any]) -> list[str]:
+    """A backup is trusted only as far as its manifest: every key a plain relative path,
+    nothing a symbolic link (files or folders), every file listed and every listed file
+    there. Checked before anything in the backup is read or written."""
+    problems = [f"manifest entry {key!r} {why}" for key in sorted(files, key=str)
+                if (why := bad_key(key)) is not None]
+    if problems:
+        return problems
+    present: set[str] = set()
+    for here, dirs, names in os.walk(folder):
+        for name in sorted(dirs + names):
+            path = Path(here) / name
+            rel = path.relative_to(folder).as_posix()
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                problems.append(f"{rel} is a symbolic link")
+            elif stat.S_ISREG(mode):
+                present.add(rel)
+            elif not stat.S_ISDIR(mode):
+                problems.append(f"{rel} is not a regular file")
+        dirs[:] = [d for d in dirs if not (Path(here) / d).is_symlink()]
+    present.discard(MANIFEST)
+    present -= {p for p in present if _MANIFEST_TMP.match(p)}  # a manifest being rewritten
+    problems += [f"{rel} is not listed in the manifest" for rel in sorted(present - set(files))]
+    problems += [f"{rel}: missing" for rel in sorted(set(files) - present)]
+    return problems
 
 
 def check_files(backup: Backup, *, only: str | None = None) -> list[str]:
@@ -152,7 +229,7 @@ def summary(problems: list[str]) -> str:
 
 
 def backup_names(backup_dir: Path) -> list[str]:
-    """Names of the folders in BACKUP_DIR that look like backups, newest first."""
+    """Names of the folders in BACKUP_DIR that look like backups, newest name first."""
     if not backup_dir.is_dir():
         return []
     names = [
@@ -163,15 +240,16 @@ def backup_names(backup_dir: Path) -> list[str]:
 
 
 def list_backups(backup_dir: Path) -> list[tuple[str, Backup | None, str]]:
-    """``(name, backup or None, why not)`` for every backup-looking folder, newest first."""
-    found: list[tuple[str, Backup | None, str]] = []
+    """``(name, backup or None, why not)`` for every backup-looking folder, newest first (by
+    the manifest's UTC creation time; unusable ones after the good ones, by name)."""
+    good: list[Backup] = []
+    unusable: list[tuple[str, Backup | None, str]] = []
     for name in backup_names(backup_dir):
         try:
-            found.append((name, Backup(name, backup_dir / name, read_manifest(backup_dir / name)),
-                          ""))
+            good.append(Backup(name, backup_dir / name, read_manifest(backup_dir / name)))
         except BackupCorrupt as err:
-            found.append((name, None, err.message))
-    return found
+            unusable.append((name, None, err.message))
+    return [(b.name, b, "") for b in newest_first(good)] + unusable
 
 
 def find_backup(backup_dir: Path, name: str) -> Backup:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -57,7 +57,9 @@ class Draft:
 
     def __init__(self, backup_dir: Path) -> None:
         self.backup_dir = backup_dir
-        self.started = datetime.now().astimezone()
+        # UTC: names and order must not depend on the machine's time zone or daylight saving
+        # (older backups have local-time names; their manifest's offset orders them right).
+        self.started = datetime.now(timezone.utc)
         self.clock = time.monotonic()
         self.stamp = self.started.strftime("%Y%m%d_%H%M%S")
         self.path = backup_dir / (

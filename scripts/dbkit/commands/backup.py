@@ -45,7 +45,7 @@ def backups(settings: Settings, out: Console) -> None:
     out.result(f"{'NAME':<18} {'KIND':<10} {'SIZE':>9}  {'REVISION':<14} CHECKED")
     for name, made, why in found:
         out.result(describe(made) if made is not None else f"{name:<18} {'?':<10} "
-                   f"{'':>9}  {'':<14} unusable: {why}")
+                   f"{'':>9}  {'':<14} damaged: {why}")
 
 
 def backup_prune(settings: Settings, out: Console, *, keep: str = "",
@@ -65,9 +65,11 @@ def backup_prune(settings: Settings, out: Console, *, keep: str = "",
     if not doomed:
         out.result(f"Nothing to prune: {len(finished)} backups, KEEP={count}")
         return
-    out.result(f"Keeping the newest {count}; deleting {len(doomed)}:")
+    out.result(f"Keeping the newest {count} by creation time (UTC, from each manifest): "
+               + ", ".join(made.name for made in finished[:count]))
+    out.result(f"Deleting {len(doomed)}:")
     for made in doomed:
-        out.result(f"  {describe(made)}")
+        out.result(f"  {describe(made)}  created {made.manifest.get('created_at')}")
     ask(out, word="prune", given=confirm, what=f"delete {len(doomed)} backups")
     # The lock: a restore reading one of these backups holds it until it is done.
     with project_lock(settings, "backup-prune"):

@@ -7,7 +7,7 @@ from dbkit.pg import scratch
 from dbkit.pg.mode import get_server
 from dbkit.project.chain import AlembicProject
 from dbkit.safety import confirm as ask
-from dbkit.safety import guard_destructive, project_lock
+from dbkit.safety import destructive_lock, guard_destructive
 from dbkit.settings import Settings
 
 
@@ -18,7 +18,7 @@ def reset(settings: Settings, out: Console, *, confirm: str | None = None) -> No
     server.ensure_running(out)
     project.single_head()
     guard_destructive(settings, server, f"reset {server.dev_db}")
-    with project_lock(settings, "reset"):
+    with destructive_lock(settings, server, "reset"):
         out.say(f"This deletes every row in {server.describe()} and rebuilds it from the chain.")
         ask(out, word="reset", given=confirm, what=f"reset {server.dev_db}")
         scratch.sweep_stale(server)

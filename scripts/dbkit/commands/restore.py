@@ -9,9 +9,7 @@ one is kept under ``<db>_before_restore_<timestamp>``.
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,24 +24,13 @@ from dbkit.pg.mode import get_server
 from dbkit.pg.server import Server
 from dbkit.project import versions
 from dbkit.project.chain import AlembicProject
+from dbkit.retry import no_interrupt
+from dbkit.safety import checkpoint, destructive_lock, guard_destructive, project_lock
 from dbkit.safety import confirm as ask
-from dbkit.safety import guard_destructive, project_lock
 from dbkit.settings import Settings
 
-# Test hook, and the one environment read outside settings.py: with DBKIT_TEST_PAUSE_AT=<step>
-# a restore prints "dbkit: paused at <step>" on stderr and waits there, so the kill -9 tests
-# can stop it at exact points. Unset (always, for users) it does nothing.
-PAUSE_ENV = "DBKIT_TEST_PAUSE_AT"
 STEPS = ("locked", "swept", "checked", "scratch-created", "scratch-loaded",
          "safety-backup-done", "migrations-staged", "swapped", "migrations-restored")
-
-
-def checkpoint(step: str) -> None:
-    if os.environ.get(PAUSE_ENV) == step:
-        sys.stderr.write(f"dbkit: paused at {step}\n")
-        sys.stderr.flush()
-        while True:
-            time.sleep(3600)
 
 
 # -- the versions directory ----------------------------------------------------------------
@@ -60,18 +47,15 @@ def stage_migrations(backup: Backup, versions_dir: Path) -> Path:
 
 
 def swap_migrations(staged: Path, versions_dir: Path) -> None:
-    shutil.rmtree(versions.swap_in(staged, versions_dir))  # old contents: backed up already
-
-
-def recover_versions(versions_dir: Path, out: Console) -> None:
-    for line in versions.recover(versions_dir.parent):
-        out.result(line)
+    # The old contents were backed up already; failing to remove them harms nothing (the
+    # next run sweeps them).
+    shutil.rmtree(versions.swap_in(staged, versions_dir), ignore_errors=True)
 
 
 # -- databases -----------------------------------------------------------------------------
 def previous_name(server: Server, dbname: str) -> str:
-    """``<db>_before_restore_<timestamp>``, within PostgreSQL's 63 bytes, not yet taken."""
-    suffix = f"_before_restore_{time.strftime('%Y%m%d_%H%M%S')}"
+    """``<db>_before_restore_<UTC timestamp>``, within PostgreSQL's 63 bytes, not yet taken."""
+    suffix = f"_before_restore_{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}"
     for number in range(1, 100):
         tail = suffix if number == 1 else f"{suffix}_{number}"
         name = dbname.encode()[: 63 - len(tail)].decode(errors="ignore") + tail
@@ -90,7 +74,7 @@ def migration_restore(settings: Settings, out: Console, *, backup: str = "") -> 
     with project_lock(settings, "migration-restore"):
         require_intact(chosen, only=MIGRATIONS)
         versions_dir = Path(project.backup_info()["versions_dir"])
-        recover_versions(versions_dir, out)
+        versions.require_swappable(versions_dir)
         if versions.file_hashes(versions_dir) == backup_migrations(chosen):
             out.result(f"{versions_dir} already holds the migrations of {chosen.name}; "
                        "nothing to do")
@@ -119,7 +103,9 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
     ask(out, word="restore", given=confirm, what=f"replace {dbname} with backup {chosen.name}")
 
     previous = None
-    with project_lock(settings, "restore-full"), ThreadPoolExecutor(max_workers=1) as pool:
+    interrupted = False
+    with destructive_lock(settings, server, "restore-full"), \
+            ThreadPoolExecutor(max_workers=1) as pool:
         checkpoint("locked")
         swept = scratch.sweep_stale(server)
         if swept:
@@ -136,22 +122,31 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
             trial_restore(server, chosen, out, loaded)
             checkpoint("scratch-loaded")
             versions_dir = Path(reading.result()["versions_dir"])
-            recover_versions(versions_dir, out)
+            # Everything that could stop the migrations from following the database is
+            # checked now, while nothing has changed.
+            versions.require_swappable(versions_dir)
             same = versions.file_hashes(versions_dir) == backup_migrations(chosen)
             _save_current(settings, server, out, project, chosen, exists=exists, same=same)
             checkpoint("safety-backup-done")
-            staged = None if same else stage_migrations(chosen, versions_dir)
+            previous = previous_name(server, dbname) if exists else None
+            staged = None if same else _stage_for_restore(chosen, versions_dir, dbname,
+                                                           previous, loaded)
             checkpoint("migrations-staged")
+            # The database swap and the migrations swap: both or neither. Ctrl-C waits until
+            # both are done; a kill -9 between them is finished by the next dbkit run (the
+            # intent written above says how).
             try:
-                previous = _put_in_place(server, out, loaded, dbname, exists=exists)
-            except BaseException:
-                if staged is not None:
-                    shutil.rmtree(staged, ignore_errors=True)
-                raise
-            checkpoint("swapped")
-        if staged is not None:
-            with out.step(f"Restoring the migrations into {versions_dir}"):
-                swap_migrations(staged, versions_dir)
+                with no_interrupt():
+                    try:
+                        _put_in_place(server, out, loaded, dbname, previous)
+                    except BaseException:
+                        _discard(staged, versions_dir)
+                        raise
+                    checkpoint("swapped")
+                    if staged is not None:
+                        _migrations_follow(staged, versions_dir, chosen, dbname, previous, out)
+            except KeyboardInterrupt:
+                interrupted = True
         checkpoint("migrations-restored")
         if previous and not keep_previous:
             previous = _drop_previous(server, out, previous)
@@ -163,6 +158,9 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
     if previous:
         out.result(f"The previous database is kept as {previous}; when you no longer need it: "
                    f"make db-psql, then DROP DATABASE \"{previous}\";")
+    if interrupted:
+        out.result("(Ctrl-C came while the database and migrations were being swapped: both "
+                   "were finished first)")
 
 
 def _explain(out: Console, server: Server, chosen: Backup, *, exists: bool,
@@ -193,17 +191,58 @@ def _save_current(settings: Settings, server: Server, out: Console, project: Ale
         out.result(f"Current migrations saved in {safety.path}")
 
 
-def _put_in_place(server: Server, out: Console, loaded: str, dbname: str, *,
-                  exists: bool) -> str | None:
-    """The one moment that changes the database: both renames or neither. The old name."""
-    if not exists:
+def _stage_for_restore(chosen: Backup, versions_dir: Path, dbname: str, previous: str | None,
+                       loaded: str) -> Path:
+    """The backup's migrations staged beside the versions directory, checked to be
+    swappable, and the intent that lets the next run finish the swap if this one is killed."""
+    staged = stage_migrations(chosen, versions_dir)
+    try:
+        if staged.stat().st_dev != versions.real_dir(versions_dir).stat().st_dev:
+            raise DbkitError(f"cannot stage the migrations beside {versions_dir} on the same "
+                             "device; nothing was changed")
+        versions.write_intent(versions_dir, {
+            "kind": "restore", "database": dbname, "keep_as": previous, "loaded": loaded,
+            "staged": str(staged), "backup": chosen.name,
+            "new_hashes": backup_migrations(chosen)})
+    except BaseException:
+        _discard(staged, versions_dir)
+        raise
+    return staged
+
+
+def _discard(staged: Path | None, versions_dir: Path) -> None:
+    """Nothing was swapped: the staged copy and the intent go."""
+    if staged is not None:
+        shutil.rmtree(staged, ignore_errors=True)
+        versions.clear_intent(versions_dir)
+
+
+def _migrations_follow(staged: Path, versions_dir: Path, chosen: Backup, dbname: str,
+                       previous: str | None, out: Console) -> None:
+    """After the database swap: the migrations swap, or exactly what state things are in."""
+    try:
+        with out.step(f"Restoring the migrations into {versions_dir}"):
+            swap_migrations(staged, versions_dir)
+    except (OSError, DbkitError) as err:
+        reason = err.message if isinstance(err, DbkitError) else f"{err.strerror}: {err.filename}"
+        _discard(staged, versions_dir)
+        kept = f" (the previous one is kept as {previous})" if previous else ""
+        raise DbkitError(
+            f"{dbname} was restored from backup {chosen.name}{kept}, but its migrations were "
+            f"not ({reason}); {versions_dir} still holds the current ones. Run "
+            f"make db-migration-restore BACKUP={chosen.name} to restore them") from None
+    versions.clear_intent(versions_dir)
+
+
+def _put_in_place(server: Server, out: Console, loaded: str, dbname: str,
+                  previous: str | None) -> None:
+    """The one moment that changes the database: both renames or neither."""
+    if previous is None:
         with out.step(f"Creating {dbname} from the restored database"):
             scratch.rename_database(server, loaded, dbname)
-        return None
-    previous = previous_name(server, dbname)
+        return
     with out.step(f"Swapping the restored database in for {dbname}"):
         scratch.swap_databases(server, current=dbname, replacement=loaded, keep_as=previous)
-    return previous
 
 
 def _drop_previous(server: Server, out: Console, previous: str) -> str | None:

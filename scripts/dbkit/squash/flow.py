@@ -38,8 +38,8 @@ from dbkit.pg.server import Server
 from dbkit.project import versions as vdir
 from dbkit.project.chain import AlembicChild, AlembicProject, one_head
 from dbkit.project.version_table import read_versions
+from dbkit.safety import checkpoint, destructive_lock, guard_destructive, project_lock
 from dbkit.safety import confirm as ask
-from dbkit.safety import guard_destructive, project_lock
 from dbkit.settings import Settings
 from dbkit.squash import ddl as capture
 from dbkit.squash import prove, render
@@ -68,7 +68,9 @@ def run(
     server.ensure_running(out)
     settings.require_alembic()  # a project that is not there is said before anything starts
     outcome = Outcome(revision="", new_revision=new_revision)
-    with project_lock(settings, "squash"), ExitStack() as children, \
+    lock = project_lock(settings, "squash") if dry_run else \
+        destructive_lock(settings, server, "squash")
+    with lock, ExitStack() as children, \
             ExitStack() as databases:
         # One warm child for the old chain's operations, one for the new revision's: both
         # start now, and their start-up overlaps the rest of the run.
@@ -100,6 +102,7 @@ def run(
             out.say(f"Dry run: everything goes to {outcome.output}; the project is not touched.")
             staged = outcome.output / plan.versions_dir.name
         else:
+            vdir.require_swappable(plan.versions_dir)
             ready = _scratch(databases, server, old_child, new_child)
             made = _backup(settings, server, old_chain, plan, out)
             outcome.backup = made.path
@@ -112,11 +115,13 @@ def run(
             databases.close()  # nothing waits for the user with scratch databases open
             if not dry_run:
                 _review(out, outcome)
+                _intend(plan, staged, made, archive=archive)
                 old = swap(settings, plan, staged, outcome, out=out)
         except BaseException as err:
             if not dry_run:
                 _discard(staged)
                 _require_unchanged(plan)
+                vdir.clear_intent(plan.versions_dir)
             if isinstance(err, ProofFailed):
                 failure_report(outcome.output or outcome.backup, err, out)
             elif dry_run and outcome.output is not None:
@@ -127,6 +132,7 @@ def run(
         if not dry_run:
             # The squash is in place: what is left cannot undo it, only tidy up.
             outcome.archived = retire(plan, old, made, archive=archive, out=out)
+            vdir.clear_intent(plan.versions_dir)
     if reset and not dry_run:
         # The squash's confirmation covers the rebuild it announced.
         reset_dev(settings, server, out)
@@ -384,7 +390,8 @@ def swap(settings: Settings, plan: Plan, staged: Path, outcome: Outcome, *,
     versions_dir = plan.versions_dir
     with out.step(f"Replacing {versions_dir}"):
         old = vdir.swap_in(staged, versions_dir)
-        fsync_dir(versions_dir.parent)
+        fsync_dir(vdir.real_dir(versions_dir).parent)
+        checkpoint("squash-replaced")
         try:
             heads = AlembicProject(settings, None).heads()
             if heads != [outcome.revision]:
@@ -396,6 +403,16 @@ def swap(settings: Settings, plan: Plan, staged: Path, outcome: Outcome, *,
     if outcome.file is not None:
         outcome.file = versions_dir / outcome.file.name
     return old
+
+
+def _intend(plan: Plan, staged: Path, made: manifest.Backup, *, archive: bool) -> None:
+    """What a run killed from here on meant to do: the next dbkit run finishes it
+    (project/recovery.py)."""
+    vdir.write_intent(plan.versions_dir, {
+        "kind": "squash", "backup": str(made.path), "archive": archive,
+        "old_hashes": plan.hashes, "new_hashes": vdir.file_hashes(staged),
+        "revision_files": [p.relative_to(plan.versions_dir).as_posix()
+                           for p in plan.revision_files]})
 
 
 def retire(plan: Plan, old: Path, made: manifest.Backup, *, archive: bool,
@@ -447,7 +464,7 @@ def reset_dev(settings: Settings, server: Server, out: Console) -> None:
     """RESET=1: the development database rebuilt from the squashed revision (the squash's
     confirmation and production guard cover it)."""
     project = AlembicProject(settings, server)
-    with project_lock(settings, "reset"):
+    with destructive_lock(settings, server, "reset"):
         scratch.sweep_stale(server)
         scratch.rebuild(server, server.dev_db, lambda db: project.upgrade(db, "head"), out)
 

@@ -9,7 +9,7 @@ from typing import Any
 from dbkit import __version__
 from dbkit.backup import manifest
 from dbkit.console import Console
-from dbkit.errors import ProofFailed
+from dbkit.errors import DbkitError, ProofFailed
 from dbkit.files import file_digest
 from dbkit.settings import Settings
 from dbkit.squash.state import Outcome, Plan
@@ -56,11 +56,13 @@ def report(out: Console, settings: Settings, plan: Plan, outcome: Outcome, *,
         return
     md = folder / "squash_report.md"
     js = folder / "squash_report.json"
+    # Read before the report is written: a backup with a file its manifest does not list is
+    # refused as damaged.
+    current = None if dry_run else manifest.read_manifest(folder)
     manifest.write_private(md, ("\n".join(["# Squash report", "", *lines]) + "\n").encode())
     manifest.write_private(js, (json.dumps(data, indent=2) + "\n").encode())
-    if not dry_run:
+    if current is not None:
         # The report belongs to the backup: list it in the manifest with its checksum.
-        current = manifest.read_manifest(folder)
         for path in (md, js):
             current["files"][path.name] = file_digest(path)
         manifest.write_manifest(folder, current)
@@ -75,7 +77,15 @@ def failure_report(folder: Path | None, err: ProofFailed, out: Console) -> None:
     text = "\n".join(["# Squash report: proof FAILED", "", err.message,
                       "Nothing in the project was changed. What differed:", "",
                       *[f"    {line}" for line in err.diff]])
+    try:
+        backup = manifest.read_manifest(folder) if (folder / manifest.MANIFEST).exists() \
+            else None
+    except DbkitError:  # the proof's failure is the news; a damaged backup is said elsewhere
+        backup = None
     manifest.write_private(path, (text + "\n").encode())
+    if backup is not None:  # listed, or the backup would be refused as damaged
+        backup["files"][path.name] = file_digest(path)
+        manifest.write_manifest(folder, backup)
     out.result(f"What differed, in full: {path}")
 
 
