@@ -21,6 +21,7 @@ from dbkit.errors import CannotSquash
 from dbkit.pg import catalog
 from dbkit.squash import seed
 from dbkit.squash.depend import Graph, Node, NodeId, add_edges, order
+from dbkit.squash.kinds import KIND
 
 
 @dataclass
@@ -223,29 +224,30 @@ class _Builder:
 
         for node in self.nodes.values():
             if node.kind == "rows" and node.seed:
-                bump("seed rows", len(node.seed.rows))
+                bump(KIND["rows"].plural, len(node.seed.rows))
                 bump("tables with seed rows")
-            elif node.kind in _COUNTED:
-                bump(_COUNTED[node.kind])
+            elif KIND[node.kind].counted:
+                bump(KIND[node.kind].plural)
         for info in self.new("types").values():
             if info["kind"] != "multirange":
-                bump(f"types ({info['kind']})")
+                bump(f"{KIND['type'].plural} ({info['kind']})")
         for f in self.new("functions").values():
-            bump("procedures" if f["kind"] == "procedure" else "functions")
+            bump("procedures" if f["kind"] == "procedure" else KIND["function"].plural)
         for key, table in self.new("tables").items():
             if key == self.version_key:
                 continue
             bump("columns", len(table["columns"]))
             for con in table["constraints"].values():
                 if con["type"] != "not null":
-                    bump(f"constraints ({con['type']})")
-            bump("indexes", sum(1 for ix in table["indexes"].values() if not ix["constraint"]))
-            bump("triggers", len(table["triggers"]))
+                    bump(f"{KIND['constraint'].plural} ({con['type']})")
+            bump(KIND["index"].plural,
+                 sum(1 for ix in table["indexes"].values() if not ix["constraint"]))
+            bump(KIND["trigger"].plural, len(table["triggers"]))
             bump("comments", _comments(table))
         for section in ("views", "materialized_views"):
             for view in self.new(section).values():
-                bump("triggers", len(view["triggers"]))
-                bump("indexes", len(view.get("indexes", {})))
+                bump(KIND["trigger"].plural, len(view["triggers"]))
+                bump(KIND["matview index"].plural, len(view.get("indexes", {})))
                 bump("comments", _comments(view))
         return dict(sorted(counts.items()))
 
@@ -431,7 +433,7 @@ class _Builder:
             stmts += _grants(self.conn, "pg_class", key, f"TABLE {name}", t["acl"])
             stmts += _column_grants(self.conn, key, name, self.q)
             self.add("table", key, stmts, f"DROP TABLE {name}")
-            self._indexes(key, name, t["indexes"], "index")
+            self._indexes(key, name, t["indexes"], "table")
             self._triggers(key, name, t["triggers"])
             self._policies(key, name, t["policies"])
             self._seed(key, t)
@@ -495,7 +497,8 @@ class _Builder:
             opts.append("CYCLE")
         return f" ({' '.join(opts)})" if opts else ""
 
-    def _indexes(self, key: str, name: str, indexes: dict[str, Any], kind: str) -> None:
+    def _indexes(self, key: str, name: str, indexes: dict[str, Any], owner: str) -> None:
+        """The indexes of a table or a materialized view (``owner``: its node kind)."""
         for iname, ix in indexes.items():
             if ix["constraint"]:
                 extra = []
@@ -512,9 +515,9 @@ class _Builder:
                              f"{literal(ix['comment'])}")
             if not extra:
                 continue
-            node = self.add("index" if kind == "table" else "matview index", f"{key}.{iname}",
+            node = self.add("index" if owner == "table" else "matview index", f"{key}.{iname}",
                             extra)
-            node.deps.add((kind, key))
+            node.deps.add((owner, key))
             if ix["constraint"]:
                 node.deps.add(("constraint", key, iname))
 
@@ -576,13 +579,6 @@ class _Builder:
                 if kind == "matview":
                     self._indexes(key, name, v["indexes"], "matview")
                 self._triggers(key, name, v["triggers"])
-
-
-_COUNTED = {
-    "role": "roles", "schema": "schemas", "extension": "extensions", "sequence": "sequences",
-    "table": "tables", "view": "views", "matview": "materialized views",
-    "policy": "policies", "setval": "sequence positions",
-}
 
 
 def _comments(obj: dict[str, Any]) -> int:

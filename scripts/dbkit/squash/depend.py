@@ -16,19 +16,10 @@ import psycopg2.extensions
 
 from dbkit.errors import CannotSquash
 from dbkit.pg import catalog
+from dbkit.squash.kinds import KIND
 from dbkit.squash.seed import SeedRows
 
 NodeId = tuple[str, ...]
-
-# Reading order of the revision (ties only: dependencies always win). Indexes and policies
-# follow their table; data comes after the structure, then what must not see the seed
-# inserts (foreign keys, triggers) or needs the rows (materialized views).
-_RANK = {
-    "role": -1, "schema": 0, "extension": 1, "type": 2, "sequence": 3, "function": 4,
-    "table": 5, "index": 5, "policy": 5, "view": 7, "rows": 8, "setval": 9, "constraint": 10,
-    "matview": 11, "matview index": 11, "trigger": 12,
-}
-
 
 @dataclass
 class Node:
@@ -196,9 +187,9 @@ def add_edges(nodes: dict[NodeId, Node], graph: Graph) -> None:
         if kind == "constraint":
             table, cname = key.rsplit(".", 1)
             alias[("constraint", table, cname)] = node_id
-        elif kind in ("index", "matview index", "trigger", "policy"):
+        elif KIND[kind].part:
             table, sub = key.rsplit(".", 1)
-            alias[(kind.split()[-1], table, sub)] = node_id
+            alias[(KIND[kind].in_pg_depend or kind, table, sub)] = node_id
 
     def find(raw: NodeId) -> NodeId | None:
         if raw in nodes:
@@ -224,11 +215,11 @@ def add_edges(nodes: dict[NodeId, Node], graph: Graph) -> None:
     for node in nodes.values():
         if node.kind == "rows":
             node.deps.add(("table", node.key))
-        if node.kind in ("constraint", "trigger", "matview", "setval"):
+        if KIND[node.kind].after_rows:
             # Foreign keys and triggers must not see the seed inserts; materialized views
             # are filled from the seeded tables.
             node.deps.update(rows)
-        if node.kind in ("trigger", "index", "matview index"):
+        if KIND[node.kind].part:
             table = node.key.rsplit(".", 1)[0]
             for kind in ("table", "view", "matview"):
                 if (kind, table) in nodes:
@@ -238,14 +229,14 @@ def add_edges(nodes: dict[NodeId, Node], graph: Graph) -> None:
 
 
 def _priority(node: Node) -> tuple:
-    if node.kind in ("index", "policy", "matview index"):
-        table = node.key.rsplit(".", 1)[0]
-        return (_RANK[node.kind], table, 1, node.key)
-    return (_RANK[node.kind], node.key, 0, "")
+    rank = KIND[node.kind].rank
+    if KIND[node.kind].follows_owner:
+        return (rank, node.key.rsplit(".", 1)[0], 1, node.key)
+    return (rank, node.key, 0, "")
 
 
 def order(nodes: dict[NodeId, Node]) -> list[Node]:
-    """Dependencies first; among the ready ones, the reading order of ``_RANK``."""
+    """Dependencies first; among the ready ones, the reading order of ``kinds.KINDS``."""
     waiting = {nid: set(n.deps) for nid, n in nodes.items()}
     dependents: dict[NodeId, list[NodeId]] = {nid: [] for nid in nodes}
     for nid, deps in waiting.items():

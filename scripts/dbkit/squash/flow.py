@@ -43,6 +43,7 @@ from dbkit.safety import guard_destructive, project_lock
 from dbkit.settings import Settings
 from dbkit.squash import ddl as capture
 from dbkit.squash import prove, render
+from dbkit.squash.kinds import HEADLINE
 from dbkit.squash.report import failure_report, report
 from dbkit.squash.state import Outcome, Plan
 
@@ -361,8 +362,7 @@ def _replaced(plan: Plan) -> render.Replaced:
 
 def _review(out: Console, outcome: Outcome) -> None:
     """The proven file and what it holds, then Enter (on a terminal) before the swap."""
-    main = ("tables", "views", "materialized views", "functions", "triggers", "seed rows")
-    held = ", ".join(f"{outcome.counts[k]} {k}" for k in main if outcome.counts.get(k))
+    held = ", ".join(f"{outcome.counts[k]} {k}" for k in HEADLINE if outcome.counts.get(k))
     out.result(f"Proven: {outcome.file} ({outcome.file_size:,} bytes): {held}")
     out.pause("Review it, then press Enter to replace the versions directory "
               "(Ctrl-C: nothing is changed) ")
