@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg2.extensions
-from psycopg2 import sql
 
 from dbkit.errors import CannotSquash
-from dbkit.pg import catalog
+from dbkit.pg import catalog, queries
+from dbkit.pg.queries import fetch
 from dbkit.squash import seed
 from dbkit.squash.depend import Graph, Node, NodeId, add_edges, order
+from dbkit.squash.grants import column_grants, grants
 from dbkit.squash.kinds import KIND
 
 
@@ -70,14 +71,6 @@ def literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-# -- reading the catalog ---------------------------------------------------------------------
-
-def _rows(conn: psycopg2.extensions.connection, query: str, args: Any = None) -> list[tuple]:
-    with conn.cursor() as cur:
-        cur.execute(query, args)
-        return cur.fetchall()
-
-
 # -- the capture ------------------------------------------------------------------------------
 
 def capture(
@@ -110,7 +103,7 @@ def capture(
 
 def _first_schema(conn: psycopg2.extensions.connection) -> str:
     # Alembic puts its table in the first schema of the default search_path.
-    row = _rows(conn, "SELECT (current_schemas(false))[1]")
+    row = fetch(conn, "SELECT (current_schemas(false))[1]")
     return str(row[0][0] or "public")
 
 
@@ -140,19 +133,11 @@ class _Builder:
         self.version_key = version_key
         self.nodes: dict[NodeId, Node] = {}
         self.names = {  # key -> (schema, name), exactly as the catalog has them
-            f"{s}.{n}": (s, n) for s, n in _rows(conn, f"""
-                SELECT n.nspname, c.relname FROM pg_class c
-                JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog.USER_SCHEMA}
-                UNION SELECT n.nspname, t.typname FROM pg_type t
-                JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {catalog.USER_SCHEMA}""")
+            f"{s}.{n}": (s, n) for s, n in fetch(conn, queries.load(__file__, "names"))
         }
-        self.functions = {
-            key: (schema, name, args) for key, schema, name, args in _rows(conn, f"""
-                SELECT n.nspname || '.' || p.proname || '('
-                       || pg_get_function_identity_arguments(p.oid) || ')',
-                       n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)
-                FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                WHERE {catalog.USER_SCHEMA}""")
+        self.functions = {  # key -> (schema, name, identity arguments)
+            key: (schema, name, args) for key, schema, name, args
+            in fetch(conn, queries.load(__file__, "function_names"))
         }
 
     def qn(self, key: str) -> str:
@@ -200,12 +185,8 @@ class _Builder:
                     acls += col.get("acl") or []
                 for policy in info.get("policies", {}).values():
                     policy_roles.update(policy["roles"])
-        names = dict(_rows(self.conn, """
-            SELECT DISTINCT r.rolname, quote_ident(r.rolname)
-            FROM unnest(%s::aclitem[]) item, aclexplode(ARRAY[item]) x
-            JOIN pg_roles r ON r.oid = x.grantee
-            WHERE r.rolname <> current_user""", (acls,)))
-        names.update(_rows(self.conn, """
+        names = dict(fetch(self.conn, queries.load(__file__, "acl_roles"), (acls,)))
+        names.update(fetch(self.conn, """
             SELECT rolname, quote_ident(rolname) FROM pg_roles
             WHERE quote_ident(rolname) = ANY (%s) AND rolname <> current_user""",
                            (sorted(policy_roles),)))
@@ -258,12 +239,12 @@ class _Builder:
             if info["comment"] is not None:
                 stmts.append(f"COMMENT ON SCHEMA {self.q.ident(name)} IS "
                              f"{literal(info['comment'])}")
-            stmts += _grants(self.conn, "pg_namespace", name, f"SCHEMA {self.q.ident(name)}",
+            stmts += grants(self.conn, "pg_namespace", name, f"SCHEMA {self.q.ident(name)}",
                              info["acl"])
             self.add("schema", name, stmts, f"DROP SCHEMA {self.q.ident(name)}")
 
     def _extensions(self) -> None:
-        defaults = dict(_rows(self.conn,
+        defaults = dict(fetch(self.conn,
                               "SELECT name, default_version FROM pg_available_extensions"))
         for name, info in self.new("extensions").items():
             stmt = (f"CREATE EXTENSION IF NOT EXISTS {self.q.ident(name)} "
@@ -304,7 +285,7 @@ class _Builder:
             word = "DOMAIN" if kind == "domain" else "TYPE"
             if info["comment"] is not None:
                 stmts.append(f"COMMENT ON {word} {name} IS {literal(info['comment'])}")
-            stmts += _grants(self.conn, "pg_type", key, f"{word} {name}", info["acl"])
+            stmts += grants(self.conn, "pg_type", key, f"{word} {name}", info["acl"])
             self.add("type", key, stmts, f"DROP {word} {name}")
 
     def _domain(self, name: str, info: dict[str, Any]) -> list[str]:
@@ -342,17 +323,16 @@ class _Builder:
                      f"{' CYCLE' if s['cycle'] else ''}"]
             if s["comment"] is not None:
                 stmts.append(f"COMMENT ON SEQUENCE {name} IS {literal(s['comment'])}")
-            stmts += _grants(self.conn, "pg_class", key, f"SEQUENCE {name}", s["acl"])
+            stmts += grants(self.conn, "pg_class", key, f"SEQUENCE {name}", s["acl"])
             # Dropped with the table that owns it.
             drop = None if s["owned_by"] else f"DROP SEQUENCE {name}"
             self.add("sequence", key, stmts, drop)
         self._positions()
 
     def _positions(self) -> None:
+        positions = catalog.sequence_positions(self.conn)
         for key, s in self.snap["sequences"].items():
-            (last, called), = _rows(self.conn, sql.SQL(
-                "SELECT last_value, is_called FROM {}.{}").format(
-                    sql.Identifier(self.names[key][0]), sql.Identifier(self.names[key][1])))
+            last, called = positions[key]
             if not called and last == s["start"]:
                 continue  # untouched: nothing to set
             node = self.add("setval", key, [
@@ -374,7 +354,7 @@ class _Builder:
             stmts = [f["definition"].rstrip("\n")]
             if f["comment"] is not None:
                 stmts.append(f"COMMENT ON {word} {signature} IS {literal(f['comment'])}")
-            stmts += _grants(self.conn, "pg_proc", key, f"{word} {signature}", f["acl"])
+            stmts += grants(self.conn, "pg_proc", key, f"{word} {signature}", f["acl"])
             self.add("function", key, stmts, f"DROP {word} {signature}")
 
     # -- tables ----------------------------------------------------------------------------
@@ -430,8 +410,8 @@ class _Builder:
                 if s["owned_by"] and not s["identity"] and _owner_table(s["owned_by"]) == key:
                     column = self.q.ident(s["owned_by"].rsplit(".", 1)[1].strip('"'))
                     stmts.append(f"ALTER SEQUENCE {self.qn(s_key)} OWNED BY {name}.{column}")
-            stmts += _grants(self.conn, "pg_class", key, f"TABLE {name}", t["acl"])
-            stmts += _column_grants(self.conn, key, name, self.q)
+            stmts += grants(self.conn, "pg_class", key, f"TABLE {name}", t["acl"])
+            stmts += column_grants(self.conn, key, name, self.q.ident)
             self.add("table", key, stmts, f"DROP TABLE {name}")
             self._indexes(key, name, t["indexes"], "table")
             self._triggers(key, name, t["triggers"])
@@ -574,7 +554,7 @@ class _Builder:
                 if v["comment"] is not None:
                     stmts.append(f"COMMENT ON {word} {name} IS {literal(v['comment'])}")
                 stmts += self._column_comments(name, v["columns"])
-                stmts += _grants(self.conn, "pg_class", key, f"TABLE {name}", v["acl"])
+                stmts += grants(self.conn, "pg_class", key, f"TABLE {name}", v["acl"])
                 self.add(kind, key, stmts, f"DROP {word} {name}")
                 if kind == "matview":
                     self._indexes(key, name, v["indexes"], "matview")
@@ -607,84 +587,3 @@ def _plain(qualified: str | None) -> str:
 
 def _owner_table(owned_by: str) -> str:
     return _plain(owned_by).rsplit(".", 1)[0]
-
-
-# -- privileges -------------------------------------------------------------------------------
-
-_ACL_KIND = {"pg_class": "r", "pg_proc": "f", "pg_type": "T", "pg_namespace": "n"}
-
-
-def _grants(conn: psycopg2.extensions.connection, catalog_name: str, key: str, target: str,
-            acl: list[str] | None) -> list[str]:
-    """GRANT/REVOKE statements that turn the default privileges into ``acl``."""
-    if acl is None:
-        return []
-    owner_col = {"pg_class": "relowner", "pg_proc": "proowner", "pg_type": "typowner",
-                 "pg_namespace": "nspowner"}[catalog_name]
-    kind = _ACL_KIND[catalog_name]
-    if catalog_name == "pg_class":
-        row = _rows(conn, "SELECT relkind FROM pg_class WHERE oid = %s::regclass",
-                    (_regname(key),))
-        kind = "s" if row and row[0][0] == "S" else "r"
-    rows = _rows(conn, f"""
-        WITH a AS (SELECT (aclexplode(%s::aclitem[])).*),
-             o AS (SELECT {owner_col} AS owner FROM {catalog_name} WHERE oid = %s),
-             d AS (SELECT (aclexplode(acldefault(%s, (SELECT owner FROM o)))).*)
-        SELECT 'GRANT', privilege_type, grantee, is_grantable FROM a
-         WHERE (privilege_type, grantee, is_grantable) NOT IN
-               (SELECT privilege_type, grantee, is_grantable FROM d)
-        UNION ALL
-        SELECT 'REVOKE', privilege_type, grantee, is_grantable FROM d
-         WHERE (privilege_type, grantee, is_grantable) NOT IN
-               (SELECT privilege_type, grantee, is_grantable FROM a)
-        ORDER BY 1 DESC, 3, 2""", ("{" + ",".join(acl) + "}", _oid(conn, catalog_name, key),
-                                   kind))
-    stmts = []
-    for verb, privilege, grantee, grantable in rows:
-        who = "PUBLIC" if grantee == 0 else _role(conn, grantee)
-        if verb == "GRANT":
-            stmts.append(f"GRANT {privilege} ON {target} TO {who}"
-                         + (" WITH GRANT OPTION" if grantable else ""))
-        else:
-            stmts.append(f"REVOKE {privilege} ON {target} FROM {who}")
-    return stmts
-
-
-def _column_grants(conn: psycopg2.extensions.connection, key: str, name: str,
-                   q: Quoter) -> list[str]:
-    rows = _rows(conn, """
-        SELECT a.attname, x.privilege_type, x.grantee, x.is_grantable
-        FROM pg_attribute a, aclexplode(a.attacl) x
-        WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
-        ORDER BY a.attnum, 2, 3""", (_regname(key),))
-    return [
-        f"GRANT {priv} ({q.ident(col)}) ON TABLE {name} TO "
-        f"{'PUBLIC' if grantee == 0 else _role(conn, grantee)}"
-        + (" WITH GRANT OPTION" if grantable else "")
-        for col, priv, grantee, grantable in rows
-    ]
-
-
-def _regname(key: str) -> str:
-    schema, _, name = key.partition(".")
-    return seed.regclass_name(schema, name)
-
-
-def _oid(conn: psycopg2.extensions.connection, catalog_name: str, key: str) -> int:
-    if catalog_name == "pg_class":
-        return int(_rows(conn, "SELECT %s::regclass::oid", (_regname(key),))[0][0])
-    if catalog_name == "pg_type":
-        return int(_rows(conn, "SELECT %s::regtype::oid", (_regname(key),))[0][0])
-    if catalog_name == "pg_namespace":
-        return int(_rows(conn, "SELECT oid FROM pg_namespace WHERE nspname = %s", (key,))[0][0])
-    return int(_rows(conn, """
-        SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid)
-              || ')' = %s""", (key,))[0][0])
-
-
-def _role(conn: psycopg2.extensions.connection, oid: int) -> str:
-    return str(_rows(conn, "SELECT quote_ident(rolname) FROM pg_roles WHERE oid = %s",
-                     (oid,))[0][0])
-
-
