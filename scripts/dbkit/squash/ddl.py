@@ -6,23 +6,33 @@ catalog (``pg_get_viewdef``, ``pg_get_functiondef``, ``pg_get_indexdef``, ...), 
 that each object comes after what it needs, together with the rows the migrations left in
 each table and the position of every sequence. Objects that an empty database already has
 (``public``, ``plpgsql``) and objects owned by an extension are left out.
+
+What each snapshot entry holds (where ``replica_identity`` comes from, ...) is written down
+once, in ``pg/shapes.py``; the queries that read it are in ``pg/sql/``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg2.extensions
 
 from dbkit.errors import CannotSquash
-from dbkit.pg import catalog, queries
+from dbkit.pg import catalog, queries, shapes
 from dbkit.pg.queries import fetch
 from dbkit.squash import seed
+from dbkit.squash.counts import count_objects
 from dbkit.squash.depend import Graph, Node, NodeId, add_edges, order
 from dbkit.squash.grants import column_grants, grants
-from dbkit.squash.kinds import KIND
+from dbkit.squash.sqltext import (
+    INT_BOUNDS,
+    Quoter,
+    literal,
+    owner_table,
+    plain,
+    reparsable,
+)
 
 
 @dataclass
@@ -32,43 +42,6 @@ class Capture:
     nodes: list[Node]
     counts: dict[str, int]
     snapshot: catalog.Snapshot
-
-
-# -- identifiers and literals ----------------------------------------------------------------
-
-class Quoter:
-    """PostgreSQL's quote_ident, with the server's own keyword list."""
-
-    def __init__(self, conn: psycopg2.extensions.connection) -> None:
-        with conn.cursor() as cur:
-            cur.execute("SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'")
-            self.keywords = {row[0] for row in cur.fetchall()}
-
-    def ident(self, name: str) -> str:
-        if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) and name not in self.keywords:
-            return name
-        return '"' + name.replace('"', '""') + '"'
-
-    def qual(self, schema: str, name: str) -> str:
-        return f"{self.ident(schema)}.{self.ident(name)}"
-
-
-# ``varchar_col IN ('a', 'b')`` is stored as an array of varchar coerced to text[] as a whole;
-# PostgreSQL prints it as ``(ARRAY['a'::character varying, ...])::text[]``, which parses back
-# into per-element casts and prints differently (pg_dump has the same round-trip flaw). Spelling
-# the array's own type out first parses back into the tree that prints the original text.
-_VARCHAR_ARRAY = re.compile(
-    r"\(ARRAY\[((?:'(?:[^']|'')*'::character varying(?:, )?)+)\]\)::text\[\]")
-
-
-def reparsable(expression: str) -> str:
-    """Catalog-printed SQL rewritten where printing and parsing do not round-trip."""
-    return _VARCHAR_ARRAY.sub(r"((ARRAY[\1])::character varying[])::text[]", expression)
-
-
-def literal(value: str) -> str:
-    """A SQL string literal (standard_conforming_strings: backslashes are plain)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 # -- the capture ------------------------------------------------------------------------------
@@ -97,7 +70,7 @@ def capture(
         nodes = builder.build()
         add_edges(nodes, graph)
         ordered = order(nodes)
-        counts = builder.counts()
+        counts = count_objects(builder.nodes.values(), builder.new, vt_key)
     return Capture(nodes=ordered, counts=counts, snapshot=snap)
 
 
@@ -156,7 +129,8 @@ class _Builder:
         return node
 
     def new(self, section: str) -> dict[str, Any]:
-        """Objects of one kind that an empty database does not already have."""
+        """Objects of one snapshot section that an empty database does not already have
+        (their shape per section: ``pg.shapes.Snapshot``, e.g. ``shapes.Table``)."""
         have = self.base.get(section, {})
         return {k: v for k, v in self.snap[section].items() if k not in have}
 
@@ -194,43 +168,6 @@ class _Builder:
             self.add("role", name, [
                 f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
                 f"{literal(name)}) THEN CREATE ROLE {quoted} NOLOGIN; END IF; END $$"])
-
-    def counts(self) -> dict[str, int]:
-        """How many of each kind of object the revision creates (for the report)."""
-        counts: dict[str, int] = {}
-
-        def bump(kind: str, by: int = 1) -> None:
-            if by:
-                counts[kind] = counts.get(kind, 0) + by
-
-        for node in self.nodes.values():
-            if node.kind == "rows" and node.seed:
-                bump(KIND["rows"].plural, len(node.seed.rows))
-                bump("tables with seed rows")
-            elif KIND[node.kind].counted:
-                bump(KIND[node.kind].plural)
-        for info in self.new("types").values():
-            if info["kind"] != "multirange":
-                bump(f"{KIND['type'].plural} ({info['kind']})")
-        for f in self.new("functions").values():
-            bump("procedures" if f["kind"] == "procedure" else KIND["function"].plural)
-        for key, table in self.new("tables").items():
-            if key == self.version_key:
-                continue
-            bump("columns", len(table["columns"]))
-            for con in table["constraints"].values():
-                if con["type"] != "not null":
-                    bump(f"{KIND['constraint'].plural} ({con['type']})")
-            bump(KIND["index"].plural,
-                 sum(1 for ix in table["indexes"].values() if not ix["constraint"]))
-            bump(KIND["trigger"].plural, len(table["triggers"]))
-            bump("comments", _comments(table))
-        for section in ("views", "materialized_views"):
-            for view in self.new(section).values():
-                bump(KIND["trigger"].plural, len(view["triggers"]))
-                bump(KIND["matview index"].plural, len(view.get("indexes", {})))
-                bump("comments", _comments(view))
-        return dict(sorted(counts.items()))
 
     # -- schemas, extensions, types --------------------------------------------------------
     def _schemas(self) -> None:
@@ -288,7 +225,7 @@ class _Builder:
             stmts += grants(self.conn, "pg_type", key, f"{word} {name}", info["acl"])
             self.add("type", key, stmts, f"DROP {word} {name}")
 
-    def _domain(self, name: str, info: dict[str, Any]) -> list[str]:
+    def _domain(self, name: str, info: shapes.Type) -> list[str]:
         parts = [f"CREATE DOMAIN {name} AS {info['base']}"]
         if info["collation"]:
             parts.append(f"COLLATE {info['collation']}")
@@ -339,7 +276,7 @@ class _Builder:
                 f"SELECT pg_catalog.setval({literal(self.qn(key))}, {last}, "
                 f"{'true' if called else 'false'})"])
             if s["identity"]:
-                node.deps.add(("table", _owner_table(s["owned_by"])))
+                node.deps.add(("table", owner_table(s["owned_by"])))
             else:
                 node.deps.add(("sequence", key))
 
@@ -407,7 +344,7 @@ class _Builder:
                 word = "FULL" if t["replica_identity"] == "f" else "NOTHING"
                 stmts.append(f"ALTER TABLE {name} REPLICA IDENTITY {word}")
             for s_key, s in self.snap["sequences"].items():
-                if s["owned_by"] and not s["identity"] and _owner_table(s["owned_by"]) == key:
+                if s["owned_by"] and not s["identity"] and owner_table(s["owned_by"]) == key:
                     column = self.q.ident(s["owned_by"].rsplit(".", 1)[1].strip('"'))
                     stmts.append(f"ALTER SEQUENCE {self.qn(s_key)} OWNED BY {name}.{column}")
             stmts += grants(self.conn, "pg_class", key, f"TABLE {name}", t["acl"])
@@ -418,7 +355,7 @@ class _Builder:
             self._policies(key, name, t["policies"])
             self._seed(key, t)
 
-    def _column(self, key: str, table: str, col: dict[str, Any], not_null: dict[str, str],
+    def _column(self, key: str, table: str, col: shapes.Column, not_null: dict[str, str],
                 after: list[str]) -> str:
         q = self.q
         parts = [q.ident(col["name"]), col["type"]]
@@ -449,14 +386,14 @@ class _Builder:
             after.append(f"{target} SET COMPRESSION {method}")
         return " ".join(parts)
 
-    def _identity_options(self, key: str, table: str, col: dict[str, Any]) -> str:
+    def _identity_options(self, key: str, table: str, col: shapes.Column) -> str:
         owner = f"{key}.{col['name']}"
         found = [(k, s) for k, s in self.snap["sequences"].items()
-                 if s["identity"] and _plain(s["owned_by"]) == owner]
+                 if s["identity"] and plain(s["owned_by"]) == owner]
         if not found:
             return ""
         seq_key, s = found[0]
-        bits, opts = _INT_BOUNDS.get(s["type"], (None, None)), []
+        bits, opts = INT_BOUNDS.get(s["type"], (None, None)), []
         if seq_key != f"{self.names[key][0]}.{table}_{col['name']}_seq":
             opts.append(f"SEQUENCE NAME {self.qn(seq_key)}")
         low, high = bits
@@ -477,7 +414,8 @@ class _Builder:
             opts.append("CYCLE")
         return f" ({' '.join(opts)})" if opts else ""
 
-    def _indexes(self, key: str, name: str, indexes: dict[str, Any], owner: str) -> None:
+    def _indexes(self, key: str, name: str, indexes: dict[str, shapes.Index],
+                 owner: str) -> None:
         """The indexes of a table or a materialized view (``owner``: its node kind)."""
         for iname, ix in indexes.items():
             if ix["constraint"]:
@@ -501,7 +439,7 @@ class _Builder:
             if ix["constraint"]:
                 node.deps.add(("constraint", key, iname))
 
-    def _triggers(self, key: str, name: str, triggers: dict[str, Any]) -> None:
+    def _triggers(self, key: str, name: str, triggers: dict[str, shapes.Trigger]) -> None:
         for tname, tg in triggers.items():
             stmts = [tg["definition"]]
             state = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}
@@ -513,7 +451,7 @@ class _Builder:
                              f"{literal(tg['comment'])}")
             self.add("trigger", f"{key}.{tname}", stmts)
 
-    def _policies(self, key: str, name: str, policies: dict[str, Any]) -> None:
+    def _policies(self, key: str, name: str, policies: dict[str, shapes.Policy]) -> None:
         commands = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
         for pname, p in policies.items():
             stmt = (f"CREATE POLICY {self.q.ident(pname)} ON {name} AS "
@@ -530,7 +468,7 @@ class _Builder:
             node = self.add("policy", f"{key}.{pname}", stmts)
             node.deps.add(("table", key))
 
-    def _seed(self, key: str, table: dict[str, Any]) -> None:
+    def _seed(self, key: str, table: shapes.Table) -> None:
         rows = seed.read_rows(self.conn, self.names[key], table, self.q.ident)
         if rows is not None:
             self.add("rows", key, []).seed = rows
@@ -559,31 +497,3 @@ class _Builder:
                 if kind == "matview":
                     self._indexes(key, name, v["indexes"], "matview")
                 self._triggers(key, name, v["triggers"])
-
-
-def _comments(obj: dict[str, Any]) -> int:
-    """Comments on a table or view, its columns, constraints, indexes and triggers."""
-    found = int(obj.get("comment") is not None)
-    found += sum(1 for c in obj.get("columns", []) if c.get("comment") is not None)
-    for part in ("constraints", "indexes", "triggers", "policies"):
-        found += sum(1 for c in obj.get(part, {}).values() if c.get("comment") is not None)
-    return found
-
-
-_INT_BOUNDS = {
-    "smallint": (-32768, 32767),
-    "integer": (-2147483648, 2147483647),
-    "bigint": (-9223372036854775808, 9223372036854775807),
-}
-
-
-def _plain(qualified: str | None) -> str:
-    """``"My Schema".t.c`` → ``My Schema.t.c`` (keys are unquoted)."""
-    if not qualified:
-        return ""
-    parts = re.findall(r'"((?:[^"]|"")*)"|([^.]+)', qualified)
-    return ".".join(a.replace('""', '"') if a else b for a, b in parts)
-
-
-def _owner_table(owned_by: str) -> str:
-    return _plain(owned_by).rsplit(".", 1)[0]
