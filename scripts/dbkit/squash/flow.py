@@ -53,10 +53,9 @@ _PURPOSES = ("squasha", "squashb")
 
 # -- the run ----------------------------------------------------------------------------------
 
-def run(settings: Settings, out: Console, *, confirm: str | None, dry_run: bool,
-        new_revision: bool, archive: bool, reset: bool) -> int:
-    """The whole squash; ``commands/squash.py`` is its verb (its defaults, and what the options
-    do)."""
+def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run: bool = False,
+        new_revision: bool = False, archive: bool = True, reset: bool = False) -> int:
+    """The whole squash; ``commands/squash.py`` is its verb (and says what the options do)."""
     started = time.perf_counter()
     server = get_server(settings)
     server.ensure_running(out)
