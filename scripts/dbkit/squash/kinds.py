@@ -1,7 +1,7 @@
 """The kinds of object a squashed revision creates: one table that every step reads.
 
 ``depend`` orders by ``rank`` and the ``follows_owner`` / ``after_rows`` rules, ``render``
-writes ``section`` as the header above each run of objects, ``ddl.counts`` and the report
+writes ``section`` as the header above each run of objects, ``counts.count_objects`` and the report
 count under ``plural``. Adding a kind touches this table (and the code that captures it).
 """
 
@@ -18,7 +18,7 @@ class Kind:
     plural: str  # what the report counts it as: "indexes"
     section: str  # the revision's header above objects of this kind
     rank: int  # reading order among objects whose dependencies are met (lower first)
-    counted: bool = False  # the report counts one per node (else ``ddl.counts`` works it out)
+    counted: bool = False  # the report counts one per node (else ``count_objects`` works it out)
     part: bool = False  # part of a relation: key is "<relation>.<name>", needs the relation
     follows_owner: bool = False  # placed right after its relation when it can be
     after_rows: bool = False  # must not see the seed inserts, or is filled from the rows
