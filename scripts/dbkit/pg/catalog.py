@@ -12,81 +12,62 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg2.extensions
 import psycopg2.sql
 
+from dbkit.pg import queries, shapes
+from dbkit.pg.queries import NOT_EXT_CLASS, NOT_EXTENSION, USER_SCHEMA
+from dbkit.pg.shapes import Row
+
+__all__ = ["NOT_EXTENSION", "NOT_EXT_CLASS", "USER_SCHEMA"]
+
 if TYPE_CHECKING:
     from dbkit.pg.server import Server
 
 # Schemas that belong to PostgreSQL itself, never to a project.
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
-# A project's schemas: not PostgreSQL's own (pg_catalog, pg_toast, temporary schemas, ...).
-USER_SCHEMA = (
-    "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
-)
-# Objects created by an extension belong to the extension, not to the project.
-NOT_EXTENSION = (
-    "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = {cls}::regclass "
-    "AND d.objid = {oid} AND d.deptype = 'e')"
-)
-NOT_EXT_CLASS = NOT_EXTENSION.format(cls="'pg_class'", oid="c.oid")
+# pg_class.relkind letters of what ``relations`` lists.
+TABLES, VIEWS, MATVIEWS, SEQUENCES = ("r", "p"), ("v",), ("m",), ("S",)
 
-Snapshot = dict[str, Any]
+Snapshot = shapes.Snapshot
+
+
+def _sql(name: str) -> str:
+    return queries.load(__file__, name)
+
+
+def _rows(conn: psycopg2.extensions.connection, query: str, args: Any = None) -> list[Row]:
+    with conn.cursor() as cur:
+        cur.execute(query, args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def object_counts(conn: psycopg2.extensions.connection) -> dict[str, int]:
     """How many of each kind of object the project's schemas hold, and how many rows."""
-    rel = NOT_EXT_CLASS
-    queries = {
-        "schemas": f"SELECT count(*) FROM pg_namespace n WHERE {USER_SCHEMA} "
-                   "AND n.nspname <> 'public'",
-        "tables": f"SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                  f"WHERE c.relkind IN ('r', 'p') AND {USER_SCHEMA} AND {rel}",
-        "views": f"SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                 f"WHERE c.relkind = 'v' AND {USER_SCHEMA} AND {rel}",
-        "materialized views": "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
-                              f"ON n.oid = c.relnamespace WHERE c.relkind = 'm' AND {USER_SCHEMA}",
-        "indexes": f"SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                   f"WHERE c.relkind = 'i' AND {USER_SCHEMA} AND {rel}",
-        "sequences": "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
-                     f"ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND {USER_SCHEMA} "
-                     f"AND {rel}",
-        "functions": "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-                     f"WHERE {USER_SCHEMA} AND "
-                     + NOT_EXTENSION.format(cls="'pg_proc'", oid="p.oid"),
-        "triggers": "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-                    f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal "
-                    f"AND {USER_SCHEMA}",
-        "types": "SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-                 f"WHERE t.typtype IN ('e', 'd', 'r') AND {USER_SCHEMA} AND "
-                 + NOT_EXTENSION.format(cls="'pg_type'", oid="t.oid"),
-        "extensions": "SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql'",
-    }
-    counts: dict[str, int] = {}
-    with conn.cursor() as cur:
-        for kind, query in queries.items():
-            cur.execute(query)
-            counts[kind] = int(cur.fetchone()[0])
-        counts["rows"] = sum(table_row_counts(conn).values())
+    counts = {kind: int(n) for kind, n in _rows(conn, _sql("counts"))[0].items()}
+    counts["rows"] = sum(table_row_counts(conn).values())
     return counts
+
+
+def relations(conn: psycopg2.extensions.connection, kinds: Iterable[str], *,
+              populated: bool = False) -> list[tuple[str, str]]:
+    """(schema, name) of the project's relations of ``kinds`` (relkind letters: ``TABLES``,
+    ``MATVIEWS``, ...), by name; ``populated``: only materialized views that hold data."""
+    with conn.cursor() as cur:
+        cur.execute(_sql("relations"), {"kinds": list(kinds), "populated": populated})
+        return [(schema, name) for schema, name in cur.fetchall()]
 
 
 def table_row_counts(conn: psycopg2.extensions.connection) -> dict[str, int]:
     """Exact row count of every ordinary table in the project's schemas, ``schema.table``."""
+    counts = {}
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
-            f"ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND {USER_SCHEMA} AND "
-            + NOT_EXT_CLASS
-            + " ORDER BY 1, 2"
-        )
-        tables = cur.fetchall()
-        counts = {}
-        for schema, name in tables:
+        for schema, name in relations(conn, TABLES):
             cur.execute(
                 psycopg2.sql.SQL("SELECT count(*) FROM {}.{}").format(
                     psycopg2.sql.Identifier(schema), psycopg2.sql.Identifier(name)
@@ -94,6 +75,18 @@ def table_row_counts(conn: psycopg2.extensions.connection) -> dict[str, int]:
             )
             counts[f"{schema}.{name}"] = int(cur.fetchone()[0])
     return counts
+
+
+def sequence_positions(conn: psycopg2.extensions.connection) -> dict[str, tuple[int, bool]]:
+    """Every sequence's position, ``schema.name`` -> (last_value, is_called)."""
+    positions = {}
+    with conn.cursor() as cur:
+        for schema, name in relations(conn, SEQUENCES):
+            cur.execute(psycopg2.sql.SQL("SELECT last_value, is_called FROM {}.{}").format(
+                psycopg2.sql.Identifier(schema), psycopg2.sql.Identifier(name)))
+            last, called = cur.fetchone()
+            positions[f"{schema}.{name}"] = (int(last), bool(called))
+    return positions
 
 
 # -- the snapshot ---------------------------------------------------------------------------
@@ -115,13 +108,6 @@ def qualified_names(conn: psycopg2.extensions.connection) -> Iterator[None]:
                 cur.execute("SELECT set_config('search_path', %s, false)", (previous,))
 
 
-def _rows(conn: psycopg2.extensions.connection, query: str) -> list[dict[str, Any]]:
-    with conn.cursor() as cur:
-        cur.execute(query)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-
 def _qual(schema: str, name: str) -> str:
     return f"{schema}.{name}"
 
@@ -134,19 +120,8 @@ def _acl(value: Any) -> list[str] | None:
     return sorted(str(i) for i in items if i)
 
 
-# Shared SQL fragments. ``c`` is a pg_class row, ``n`` its namespace.
-_REL = (
-    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    f"WHERE {USER_SCHEMA} AND {NOT_EXT_CLASS}"
-)
-_DESC = (
-    "(SELECT d.description FROM pg_description d WHERE d.classoid = '{cls}'::regclass "
-    "AND d.objoid = {oid} AND d.objsubid = {sub})"
-)
-
-
-def _comment(cls: str, oid: str, sub: str = "0") -> str:
-    return _DESC.format(cls=cls, oid=oid, sub=sub)
+def _by_name(rows: list[Row]) -> dict[str, Any]:
+    return {r.pop("name"): r for r in rows}
 
 
 def snapshot(conn: psycopg2.extensions.connection) -> Snapshot:
@@ -154,6 +129,7 @@ def snapshot(conn: psycopg2.extensions.connection) -> Snapshot:
 
     Owner-free and name-free (the database's own name appears nowhere). Objects that belong
     to an extension are left out; the extension itself (name, version, schema) is in.
+    Its shape: ``pg.shapes.Snapshot``.
     """
     with qualified_names(conn):
         snap: Snapshot = {
@@ -189,139 +165,56 @@ def fingerprint(conn: psycopg2.extensions.connection) -> str:
     return hashlib.sha256(canonical_json(snapshot(conn)).encode()).hexdigest()
 
 
-def _schemas(conn: psycopg2.extensions.connection) -> dict[str, Any]:
-    rows = _rows(conn, f"""
-        SELECT n.nspname AS name, {_comment('pg_namespace', 'n.oid')} AS comment,
-               n.nspacl::text[] AS acl
-        FROM pg_namespace n
-        WHERE {USER_SCHEMA} AND {NOT_EXTENSION.format(cls="'pg_namespace'", oid="n.oid")}
-        ORDER BY 1""")
-    return {r["name"]: {"comment": r["comment"], "acl": _acl(r["acl"])} for r in rows}
+def _schemas(conn: psycopg2.extensions.connection) -> dict[str, shapes.Schema]:
+    return {r["name"]: {"comment": r["comment"], "acl": _acl(r["acl"])}
+            for r in _rows(conn, _sql("schemas"))}
 
 
-def _extensions(conn: psycopg2.extensions.connection) -> dict[str, Any]:
+def _extensions(conn: psycopg2.extensions.connection) -> dict[str, shapes.Extension]:
     rows = _rows(conn, """
         SELECT e.extname AS name, e.extversion AS version, n.nspname AS schema
         FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace ORDER BY 1""")
     return {r["name"]: {"version": r["version"], "schema": r["schema"]} for r in rows}
 
 
-def _types(conn: psycopg2.extensions.connection) -> dict[str, Any]:
+_TYPE_KINDS = {"e": "enum", "d": "domain", "c": "composite", "r": "range", "m": "multirange"}
+
+
+def _types(conn: psycopg2.extensions.connection) -> dict[str, shapes.Type]:
     """Enums (labels in order), domains (base, default, constraints), composites, ranges."""
-    types: dict[str, Any] = {}
-    not_ext = NOT_EXTENSION.format(cls="'pg_type'", oid="t.oid")
-    rows = _rows(conn, f"""
-        SELECT n.nspname AS schema, t.typname AS name, t.typtype AS kind, t.oid AS oid,
-               {_comment('pg_type', 't.oid')} AS comment, t.typacl::text[] AS acl,
-               CASE WHEN t.typtype = 'e' THEN ARRAY(
-                   SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid
-                   ORDER BY e.enumsortorder) END AS labels,
-               CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END
-                   AS base,
-               t.typdefault AS default, t.typnotnull AS not_null,
-               CASE WHEN t.typcollation <> 0 AND t.typcollation <> bt.typcollation THEN
-                   (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
-                    FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
-                    WHERE co.oid = t.typcollation) END AS collation
-        FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-        LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
-        LEFT JOIN pg_class rc ON rc.oid = t.typrelid
-        WHERE {USER_SCHEMA} AND {not_ext}
-          AND (t.typtype IN ('e', 'd', 'r', 'm') OR (t.typtype = 'c' AND rc.relkind = 'c'))
-        ORDER BY 1, 2""")
-    for r in rows:
-        entry: dict[str, Any] = {"kind": {"e": "enum", "d": "domain", "c": "composite",
-                                          "r": "range", "m": "multirange"}[r["kind"]],
-                                 "comment": r["comment"], "acl": _acl(r["acl"])}
+    types: dict[str, shapes.Type] = {}
+    for r in _rows(conn, _sql("types")):
+        entry: shapes.Type = {"kind": _TYPE_KINDS[r["kind"]], "comment": r["comment"],
+                              "acl": _acl(r["acl"])}
+        oid = int(r["oid"])
         if r["kind"] == "e":
             entry["labels"] = list(r["labels"])
         elif r["kind"] == "d":
             entry.update(base=r["base"], default=r["default"], not_null=r["not_null"],
-                         collation=r["collation"], constraints=_domain_constraints(conn, r["oid"]))
+                         collation=r["collation"],
+                         constraints=_by_name(_rows(conn, _sql("domain_constraints"), (oid,))))
         elif r["kind"] == "c":
-            entry["attributes"] = _composite_attributes(conn, r["oid"])
+            entry["attributes"] = _rows(conn, _sql("composite_attributes"), (oid,))
         elif r["kind"] == "r":
-            entry["range"] = _range(conn, r["oid"])
+            found = _rows(conn, _sql("range"), (oid,))
+            entry["range"] = found[0] if found else {}
         types[_qual(r["schema"], r["name"])] = entry
     return types
 
 
-def _domain_constraints(conn: psycopg2.extensions.connection, oid: int) -> dict[str, Any]:
-    rows = _rows(conn, f"""
-        SELECT co.conname AS name, pg_get_constraintdef(co.oid) AS definition,
-               co.convalidated AS validated, {_comment('pg_constraint', 'co.oid')} AS comment
-        FROM pg_constraint co WHERE co.contypid = {int(oid)} ORDER BY 1""")
-    return {r.pop("name"): r for r in rows}
-
-
-def _composite_attributes(conn: psycopg2.extensions.connection, oid: int) -> list[Any]:
-    rows = _rows(conn, f"""
-        SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-               {_comment('pg_class', 'a.attrelid', 'a.attnum')} AS comment
-        FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid
-        WHERE t.oid = {int(oid)} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""")
-    return rows
-
-
-def _range(conn: psycopg2.extensions.connection, oid: int) -> dict[str, Any]:
-    rows = _rows(conn, f"""
-        SELECT format_type(r.rngsubtype, NULL) AS subtype,
-               (SELECT quote_ident(on_.nspname) || '.' || quote_ident(oc.opcname)
-                FROM pg_opclass oc JOIN pg_namespace on_ ON on_.oid = oc.opcnamespace
-                WHERE oc.oid = r.rngsubopc) AS subtype_opclass,
-               NULLIF(r.rngcanonical, 0)::regproc::text AS canonical,
-               NULLIF(r.rngsubdiff, 0)::regproc::text AS subtype_diff,
-               format_type(r.rngmultitypid, NULL) AS multirange
-        FROM pg_range r WHERE r.rngtypid = {int(oid)}""")
-    return rows[0] if rows else {}
-
-
-def _sequences(conn: psycopg2.extensions.connection) -> dict[str, Any]:
+def _sequences(conn: psycopg2.extensions.connection) -> dict[str, shapes.Sequence]:
     """Every sequence, with what owns it: a column (serial/OWNED BY) or an identity column."""
-    rows = _rows(conn, f"""
-        SELECT n.nspname AS schema, c.relname AS name,
-               format_type(s.seqtypid, NULL) AS type, s.seqstart AS start,
-               s.seqincrement AS increment, s.seqmin AS min, s.seqmax AS max,
-               s.seqcache AS cache, s.seqcycle AS cycle, c.relpersistence = 'u' AS unlogged,
-               (SELECT quote_ident(tn.nspname) || '.' || quote_ident(tc.relname) || '.'
-                       || quote_ident(a.attname)
-                FROM pg_depend d JOIN pg_class tc ON tc.oid = d.refobjid
-                JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-                JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-                WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                  AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
-                   AS owned_by,
-               EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                       AND d.objid = c.oid AND d.deptype = 'i') AS identity,
-               {_comment('pg_class', 'c.oid')} AS comment, c.relacl::text[] AS acl
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        JOIN pg_sequence s ON s.seqrelid = c.oid
-        WHERE c.relkind = 'S' AND {USER_SCHEMA} AND {NOT_EXT_CLASS}
-        ORDER BY 1, 2""")
     out = {}
-    for r in rows:
+    for r in _rows(conn, _sql("sequences")):
         key = _qual(r.pop("schema"), r.pop("name"))
         r["acl"] = _acl(r["acl"])
         out[key] = r
     return out
 
 
-def _tables(conn: psycopg2.extensions.connection) -> dict[str, Any]:
-    rows = _rows(conn, f"""
-        SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind,
-               c.relpersistence = 'u' AS unlogged, c.reloptions AS options,
-               c.relrowsecurity AS row_security, c.relforcerowsecurity AS force_row_security,
-               c.relreplident AS replica_identity, c.relispartition AS is_partition,
-               CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partition_key,
-               CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END
-                   AS partition_bound,
-               ARRAY(SELECT i.inhparent::regclass::text FROM pg_inherits i
-                     WHERE i.inhrelid = c.oid ORDER BY i.inhseqno) AS parents,
-               {_comment('pg_class', 'c.oid')} AS comment, c.relacl::text[] AS acl
-        {_REL} AND c.relkind IN ('r', 'p')
-        ORDER BY 2, 3""")
+def _tables(conn: psycopg2.extensions.connection) -> dict[str, shapes.Table]:
     tables = {}
-    for r in rows:
+    for r in _rows(conn, _sql("tables")):
         oid = r.pop("oid")
         key = _qual(r.pop("schema"), r.pop("name"))
         r["kind"] = "partitioned table" if r["kind"] == "p" else "table"
@@ -329,190 +222,68 @@ def _tables(conn: psycopg2.extensions.connection) -> dict[str, Any]:
         r["acl"] = _acl(r["acl"])
         r["options"] = sorted(r["options"]) if r["options"] else None
         r["columns"] = _columns(conn, oid)
-        r["constraints"] = _constraints(conn, oid)
-        r["indexes"] = _indexes(conn, oid)
-        r["triggers"] = _triggers(conn, oid)
+        r["constraints"] = _by_name(_rows(conn, _sql("constraints"), (oid,)))
+        r["indexes"] = _by_name(_rows(conn, _sql("indexes"), (oid,)))
+        r["triggers"] = _by_name(_rows(conn, _sql("triggers"), (oid,)))
         r["policies"] = _policies(conn, oid)
         tables[key] = r
     return tables
 
 
-def _columns(conn: psycopg2.extensions.connection, relid: int) -> list[dict[str, Any]]:
+def _columns(conn: psycopg2.extensions.connection, relid: int) -> list[shapes.Column]:
     """Columns in order of appearance: attnum gaps left by dropped columns do not matter."""
-    rows = _rows(conn, f"""
-        SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-               CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END
-                   AS default,
-               a.attnotnull AS not_null,
-               CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END
-                   AS identity,
-               CASE WHEN a.attgenerated <> '' THEN pg_get_expr(ad.adbin, ad.adrelid) END
-                   AS generated,
-               CASE a.attgenerated WHEN 's' THEN 'stored' WHEN 'v' THEN 'virtual' END
-                   AS generated_kind,
-               CASE WHEN a.attcollation <> t.typcollation THEN
-                   (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
-                    FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
-                    WHERE co.oid = a.attcollation) END AS collation,
-               NULLIF(a.attstorage, t.typstorage) AS storage,
-               NULLIF(NULLIF(a.attstattarget::int, -1), NULL) AS statistics,
-               NULLIF(a.attcompression::text, '') AS compression,
-               a.attoptions AS options,
-               {_comment('pg_class', 'a.attrelid', 'a.attnum')} AS comment,
-               a.attacl::text[] AS acl
-        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-        LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-        WHERE a.attrelid = {int(relid)} AND a.attnum > 0 AND NOT a.attisdropped
-        ORDER BY a.attnum""")
+    rows = _rows(conn, _sql("columns"), (relid,))
     for r in rows:
         r["acl"] = _acl(r["acl"])
         r["options"] = sorted(r["options"]) if r["options"] else None
     return rows
 
 
-def _constraints(conn: psycopg2.extensions.connection, relid: int) -> dict[str, Any]:
-    """Named constraints of a table (constraint triggers are listed with the triggers)."""
-    rows = _rows(conn, f"""
-        SELECT co.conname AS name,
-               CASE co.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique'
-                   WHEN 'c' THEN 'check' WHEN 'f' THEN 'foreign key' WHEN 'x' THEN 'exclusion'
-                   WHEN 'n' THEN 'not null' ELSE co.contype::text END AS type,
-               pg_get_constraintdef(co.oid) AS definition,
-               co.condeferrable AS deferrable, co.condeferred AS deferred,
-               co.convalidated AS validated, co.conislocal AS local,
-               {_comment('pg_constraint', 'co.oid')} AS comment
-        FROM pg_constraint co
-        WHERE co.conrelid = {int(relid)} AND co.contype <> 't'
-        ORDER BY 1""")
-    return {r.pop("name"): r for r in rows}
-
-
-def _indexes(conn: psycopg2.extensions.connection, relid: int) -> dict[str, Any]:
-    rows = _rows(conn, f"""
-        SELECT ic.relname AS name, pg_get_indexdef(i.indexrelid) AS definition,
-               EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid
-                       AND co.conrelid = i.indrelid AND co.contype IN ('p', 'u', 'x'))
-                   AS constraint,
-               i.indisclustered AS clustered, i.indisreplident AS replica_identity,
-               {_comment('pg_class', 'ic.oid')} AS comment
-        FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-        WHERE i.indrelid = {int(relid)}
-          AND {NOT_EXTENSION.format(cls="'pg_class'", oid="ic.oid")}
-        ORDER BY 1""")
-    return {r.pop("name"): r for r in rows}
-
-
-def _triggers(conn: psycopg2.extensions.connection, relid: int) -> dict[str, Any]:
-    rows = _rows(conn, f"""
-        SELECT t.tgname AS name, pg_get_triggerdef(t.oid) AS definition,
-               t.tgenabled::text AS enabled, {_comment('pg_trigger', 't.oid')} AS comment
-        FROM pg_trigger t
-        WHERE t.tgrelid = {int(relid)} AND NOT t.tgisinternal
-          AND {NOT_EXTENSION.format(cls="'pg_trigger'", oid="t.oid")}
-        ORDER BY 1""")
-    return {r.pop("name"): r for r in rows}
-
-
-def _policies(conn: psycopg2.extensions.connection, relid: int) -> dict[str, Any]:
-    rows = _rows(conn, f"""
-        SELECT p.polname AS name, p.polcmd::text AS command, p.polpermissive AS permissive,
-               ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE quote_ident(pg_get_userbyid(r))
-                            END FROM unnest(p.polroles) r ORDER BY 1) AS roles,
-               pg_get_expr(p.polqual, p.polrelid) AS using,
-               pg_get_expr(p.polwithcheck, p.polrelid) AS with_check,
-               {_comment('pg_policy', 'p.oid')} AS comment
-        FROM pg_policy p WHERE p.polrelid = {int(relid)} ORDER BY 1""")
+def _policies(conn: psycopg2.extensions.connection, relid: int) -> dict[str, shapes.Policy]:
+    rows = _rows(conn, _sql("policies"), (relid,))
     for r in rows:
         r["roles"] = list(r["roles"])
-    return {r.pop("name"): r for r in rows}
+    return _by_name(rows)
 
 
-def _views(conn: psycopg2.extensions.connection, relkind: str) -> dict[str, Any]:
-    rows = _rows(conn, f"""
-        SELECT c.oid, n.nspname AS schema, c.relname AS name,
-               pg_get_viewdef(c.oid) AS definition, c.reloptions AS options,
-               c.relispopulated AS populated,
-               {_comment('pg_class', 'c.oid')} AS comment, c.relacl::text[] AS acl
-        {_REL} AND c.relkind = '{relkind}'
-        ORDER BY 2, 3""")
+_VIEW_COLUMN = ("name", "type", "default", "comment", "collation", "acl")
+
+
+def _views(conn: psycopg2.extensions.connection, relkind: str) -> dict[str, shapes.View]:
     views = {}
-    for r in rows:
+    for r in _rows(conn, _sql("views"), (relkind,)):
         oid = r.pop("oid")
         key = _qual(r.pop("schema"), r.pop("name"))
         r["acl"] = _acl(r["acl"])
         r["options"] = sorted(r["options"]) if r["options"] else None
-        r["columns"] = [
-            {k: v for k, v in col.items() if k in ("name", "type", "default", "comment",
-                                                   "collation", "acl")}
-            for col in _columns(conn, oid)
-        ]
+        r["columns"] = [{k: v for k, v in col.items() if k in _VIEW_COLUMN}
+                        for col in _columns(conn, oid)]
         if relkind == "m":
-            r["indexes"] = _indexes(conn, oid)
+            r["indexes"] = _by_name(_rows(conn, _sql("indexes"), (oid,)))
         else:
             del r["populated"]
-        r["triggers"] = _triggers(conn, oid)
+        r["triggers"] = _by_name(_rows(conn, _sql("triggers"), (oid,)))
         views[key] = r
     return views
 
 
-def _functions(conn: psycopg2.extensions.connection) -> dict[str, Any]:
+def _functions(conn: psycopg2.extensions.connection) -> dict[str, shapes.Function]:
     """Functions and procedures with their full definition; aggregates by signature only."""
-    not_ext = NOT_EXTENSION.format(cls="'pg_proc'", oid="p.oid")
-    rows = _rows(conn, f"""
-        SELECT n.nspname AS schema, p.proname AS name,
-               pg_get_function_identity_arguments(p.oid) AS arguments,
-               CASE p.prokind WHEN 'f' THEN 'function' WHEN 'p' THEN 'procedure'
-                   WHEN 'w' THEN 'window function' WHEN 'a' THEN 'aggregate' END AS kind,
-               CASE WHEN p.prokind <> 'a' THEN pg_get_functiondef(p.oid) END AS definition,
-               {_comment('pg_proc', 'p.oid')} AS comment, p.proacl::text[] AS acl
-        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE {USER_SCHEMA} AND {not_ext}
-        ORDER BY 1, 2, 3""")
     out = {}
-    for r in rows:
+    for r in _rows(conn, _sql("functions")):
         key = f"{_qual(r.pop('schema'), r.pop('name'))}({r.pop('arguments')})"
         r["acl"] = _acl(r["acl"])
         out[key] = r
     return out
 
 
-# What dbkit cannot yet reproduce: listed so a squash refuses clearly instead of losing it.
-_UNSUPPORTED = {
-    "rule": "SELECT n.nspname || '.' || c.relname || ': ' || r.rulename FROM pg_rewrite r "
-            "JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace "
-            f"WHERE r.rulename <> '_RETURN' AND {USER_SCHEMA}",
-    "extended statistics": "SELECT n.nspname || '.' || s.stxname FROM pg_statistic_ext s "
-                           "JOIN pg_namespace n ON n.oid = s.stxnamespace "
-                           f"WHERE {USER_SCHEMA}",
-    "foreign table": f"SELECT n.nspname || '.' || c.relname {_REL} AND c.relkind = 'f'",
-    "operator": "SELECT n.nspname || '.' || o.oprname FROM pg_operator o JOIN pg_namespace n "
-                f"ON n.oid = o.oprnamespace WHERE {USER_SCHEMA} AND "
-                + NOT_EXTENSION.format(cls="'pg_operator'", oid="o.oid"),
-    "collation": "SELECT n.nspname || '.' || co.collname FROM pg_collation co JOIN pg_namespace n "
-                 f"ON n.oid = co.collnamespace WHERE {USER_SCHEMA} AND "
-                 + NOT_EXTENSION.format(cls="'pg_collation'", oid="co.oid"),
-    "text search configuration": "SELECT n.nspname || '.' || t.cfgname FROM pg_ts_config t "
-                                 f"JOIN pg_namespace n ON n.oid = t.cfgnamespace WHERE "
-                                 f"{USER_SCHEMA} AND "
-                                 + NOT_EXTENSION.format(cls="'pg_ts_config'", oid="t.oid"),
-    "event trigger": "SELECT evtname FROM pg_event_trigger e WHERE "
-                     + NOT_EXTENSION.format(cls="'pg_event_trigger'", oid="e.oid"),
-    "default privileges": "SELECT coalesce(n.nspname, '(all schemas)') || ': ' "
-                          "|| d.defaclobjtype::text FROM pg_default_acl d "
-                          "LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace",
-    "publication": "SELECT pubname FROM pg_publication",
-}
-
-
 def unsupported_objects(conn: psycopg2.extensions.connection) -> dict[str, list[str]]:
     """Objects of kinds the squash cannot reproduce yet, by kind (empty when none)."""
     found: dict[str, list[str]] = {}
-    for kind, query in _UNSUPPORTED.items():
-        with conn.cursor() as cur:
-            cur.execute(query + " ORDER BY 1")
-            names = [str(row[0]) for row in cur.fetchall()]
-        if names:
-            found[kind] = names
+    with conn.cursor() as cur:
+        cur.execute(_sql("unsupported"))
+        for kind, name in cur.fetchall():
+            found.setdefault(kind, []).append(str(name))
     return found
 
 

@@ -6,21 +6,33 @@ catalog (``pg_get_viewdef``, ``pg_get_functiondef``, ``pg_get_indexdef``, ...), 
 that each object comes after what it needs, together with the rows the migrations left in
 each table and the position of every sequence. Objects that an empty database already has
 (``public``, ``plpgsql``) and objects owned by an extension are left out.
+
+What each snapshot entry holds (where ``replica_identity`` comes from, ...) is written down
+once, in ``pg/shapes.py``; the queries that read it are in ``pg/sql/``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg2.extensions
-from psycopg2 import sql
 
 from dbkit.errors import CannotSquash
-from dbkit.pg import catalog
+from dbkit.pg import catalog, queries, shapes
+from dbkit.pg.queries import fetch
 from dbkit.squash import seed
+from dbkit.squash.counts import count_objects
 from dbkit.squash.depend import Graph, Node, NodeId, add_edges, order
+from dbkit.squash.grants import column_grants, grants
+from dbkit.squash.sqltext import (
+    INT_BOUNDS,
+    Quoter,
+    literal,
+    owner_table,
+    plain,
+    reparsable,
+)
 
 
 @dataclass
@@ -30,51 +42,6 @@ class Capture:
     nodes: list[Node]
     counts: dict[str, int]
     snapshot: catalog.Snapshot
-
-
-# -- identifiers and literals ----------------------------------------------------------------
-
-class Quoter:
-    """PostgreSQL's quote_ident, with the server's own keyword list."""
-
-    def __init__(self, conn: psycopg2.extensions.connection) -> None:
-        with conn.cursor() as cur:
-            cur.execute("SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'")
-            self.keywords = {row[0] for row in cur.fetchall()}
-
-    def ident(self, name: str) -> str:
-        if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) and name not in self.keywords:
-            return name
-        return '"' + name.replace('"', '""') + '"'
-
-    def qual(self, schema: str, name: str) -> str:
-        return f"{self.ident(schema)}.{self.ident(name)}"
-
-
-# ``varchar_col IN ('a', 'b')`` is stored as an array of varchar coerced to text[] as a whole;
-# PostgreSQL prints it as ``(ARRAY['a'::character varying, ...])::text[]``, which parses back
-# into per-element casts and prints differently (pg_dump has the same round-trip flaw). Spelling
-# the array's own type out first parses back into the tree that prints the original text.
-_VARCHAR_ARRAY = re.compile(
-    r"\(ARRAY\[((?:'(?:[^']|'')*'::character varying(?:, )?)+)\]\)::text\[\]")
-
-
-def reparsable(expression: str) -> str:
-    """Catalog-printed SQL rewritten where printing and parsing do not round-trip."""
-    return _VARCHAR_ARRAY.sub(r"((ARRAY[\1])::character varying[])::text[]", expression)
-
-
-def literal(value: str) -> str:
-    """A SQL string literal (standard_conforming_strings: backslashes are plain)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-# -- reading the catalog ---------------------------------------------------------------------
-
-def _rows(conn: psycopg2.extensions.connection, query: str, args: Any = None) -> list[tuple]:
-    with conn.cursor() as cur:
-        cur.execute(query, args)
-        return cur.fetchall()
 
 
 # -- the capture ------------------------------------------------------------------------------
@@ -103,13 +70,13 @@ def capture(
         nodes = builder.build()
         add_edges(nodes, graph)
         ordered = order(nodes)
-        counts = builder.counts()
+        counts = count_objects(builder.nodes.values(), builder.new, vt_key)
     return Capture(nodes=ordered, counts=counts, snapshot=snap)
 
 
 def _first_schema(conn: psycopg2.extensions.connection) -> str:
     # Alembic puts its table in the first schema of the default search_path.
-    row = _rows(conn, "SELECT (current_schemas(false))[1]")
+    row = fetch(conn, "SELECT (current_schemas(false))[1]")
     return str(row[0][0] or "public")
 
 
@@ -139,19 +106,11 @@ class _Builder:
         self.version_key = version_key
         self.nodes: dict[NodeId, Node] = {}
         self.names = {  # key -> (schema, name), exactly as the catalog has them
-            f"{s}.{n}": (s, n) for s, n in _rows(conn, f"""
-                SELECT n.nspname, c.relname FROM pg_class c
-                JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog.USER_SCHEMA}
-                UNION SELECT n.nspname, t.typname FROM pg_type t
-                JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {catalog.USER_SCHEMA}""")
+            f"{s}.{n}": (s, n) for s, n in fetch(conn, queries.load(__file__, "names"))
         }
-        self.functions = {
-            key: (schema, name, args) for key, schema, name, args in _rows(conn, f"""
-                SELECT n.nspname || '.' || p.proname || '('
-                       || pg_get_function_identity_arguments(p.oid) || ')',
-                       n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)
-                FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                WHERE {catalog.USER_SCHEMA}""")
+        self.functions = {  # key -> (schema, name, identity arguments)
+            key: (schema, name, args) for key, schema, name, args
+            in fetch(conn, queries.load(__file__, "function_names"))
         }
 
     def qn(self, key: str) -> str:
@@ -170,7 +129,8 @@ class _Builder:
         return node
 
     def new(self, section: str) -> dict[str, Any]:
-        """Objects of one kind that an empty database does not already have."""
+        """Objects of one snapshot section that an empty database does not already have
+        (their shape per section: ``pg.shapes.Snapshot``, e.g. ``shapes.Table``)."""
         have = self.base.get(section, {})
         return {k: v for k, v in self.snap[section].items() if k not in have}
 
@@ -199,12 +159,8 @@ class _Builder:
                     acls += col.get("acl") or []
                 for policy in info.get("policies", {}).values():
                     policy_roles.update(policy["roles"])
-        names = dict(_rows(self.conn, """
-            SELECT DISTINCT r.rolname, quote_ident(r.rolname)
-            FROM unnest(%s::aclitem[]) item, aclexplode(ARRAY[item]) x
-            JOIN pg_roles r ON r.oid = x.grantee
-            WHERE r.rolname <> current_user""", (acls,)))
-        names.update(_rows(self.conn, """
+        names = dict(fetch(self.conn, queries.load(__file__, "acl_roles"), (acls,)))
+        names.update(fetch(self.conn, """
             SELECT rolname, quote_ident(rolname) FROM pg_roles
             WHERE quote_ident(rolname) = ANY (%s) AND rolname <> current_user""",
                            (sorted(policy_roles),)))
@@ -213,42 +169,6 @@ class _Builder:
                 f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
                 f"{literal(name)}) THEN CREATE ROLE {quoted} NOLOGIN; END IF; END $$"])
 
-    def counts(self) -> dict[str, int]:
-        """How many of each kind of object the revision creates (for the report)."""
-        counts: dict[str, int] = {}
-
-        def bump(kind: str, by: int = 1) -> None:
-            if by:
-                counts[kind] = counts.get(kind, 0) + by
-
-        for node in self.nodes.values():
-            if node.kind == "rows" and node.seed:
-                bump("seed rows", len(node.seed.rows))
-                bump("tables with seed rows")
-            elif node.kind in _COUNTED:
-                bump(_COUNTED[node.kind])
-        for info in self.new("types").values():
-            if info["kind"] != "multirange":
-                bump(f"types ({info['kind']})")
-        for f in self.new("functions").values():
-            bump("procedures" if f["kind"] == "procedure" else "functions")
-        for key, table in self.new("tables").items():
-            if key == self.version_key:
-                continue
-            bump("columns", len(table["columns"]))
-            for con in table["constraints"].values():
-                if con["type"] != "not null":
-                    bump(f"constraints ({con['type']})")
-            bump("indexes", sum(1 for ix in table["indexes"].values() if not ix["constraint"]))
-            bump("triggers", len(table["triggers"]))
-            bump("comments", _comments(table))
-        for section in ("views", "materialized_views"):
-            for view in self.new(section).values():
-                bump("triggers", len(view["triggers"]))
-                bump("indexes", len(view.get("indexes", {})))
-                bump("comments", _comments(view))
-        return dict(sorted(counts.items()))
-
     # -- schemas, extensions, types --------------------------------------------------------
     def _schemas(self) -> None:
         for name, info in self.new("schemas").items():
@@ -256,12 +176,12 @@ class _Builder:
             if info["comment"] is not None:
                 stmts.append(f"COMMENT ON SCHEMA {self.q.ident(name)} IS "
                              f"{literal(info['comment'])}")
-            stmts += _grants(self.conn, "pg_namespace", name, f"SCHEMA {self.q.ident(name)}",
+            stmts += grants(self.conn, "pg_namespace", name, f"SCHEMA {self.q.ident(name)}",
                              info["acl"])
             self.add("schema", name, stmts, f"DROP SCHEMA {self.q.ident(name)}")
 
     def _extensions(self) -> None:
-        defaults = dict(_rows(self.conn,
+        defaults = dict(fetch(self.conn,
                               "SELECT name, default_version FROM pg_available_extensions"))
         for name, info in self.new("extensions").items():
             stmt = (f"CREATE EXTENSION IF NOT EXISTS {self.q.ident(name)} "
@@ -302,10 +222,10 @@ class _Builder:
             word = "DOMAIN" if kind == "domain" else "TYPE"
             if info["comment"] is not None:
                 stmts.append(f"COMMENT ON {word} {name} IS {literal(info['comment'])}")
-            stmts += _grants(self.conn, "pg_type", key, f"{word} {name}", info["acl"])
+            stmts += grants(self.conn, "pg_type", key, f"{word} {name}", info["acl"])
             self.add("type", key, stmts, f"DROP {word} {name}")
 
-    def _domain(self, name: str, info: dict[str, Any]) -> list[str]:
+    def _domain(self, name: str, info: shapes.Type) -> list[str]:
         parts = [f"CREATE DOMAIN {name} AS {info['base']}"]
         if info["collation"]:
             parts.append(f"COLLATE {info['collation']}")
@@ -340,24 +260,23 @@ class _Builder:
                      f"{' CYCLE' if s['cycle'] else ''}"]
             if s["comment"] is not None:
                 stmts.append(f"COMMENT ON SEQUENCE {name} IS {literal(s['comment'])}")
-            stmts += _grants(self.conn, "pg_class", key, f"SEQUENCE {name}", s["acl"])
+            stmts += grants(self.conn, "pg_class", key, f"SEQUENCE {name}", s["acl"])
             # Dropped with the table that owns it.
             drop = None if s["owned_by"] else f"DROP SEQUENCE {name}"
             self.add("sequence", key, stmts, drop)
         self._positions()
 
     def _positions(self) -> None:
+        positions = catalog.sequence_positions(self.conn)
         for key, s in self.snap["sequences"].items():
-            (last, called), = _rows(self.conn, sql.SQL(
-                "SELECT last_value, is_called FROM {}.{}").format(
-                    sql.Identifier(self.names[key][0]), sql.Identifier(self.names[key][1])))
+            last, called = positions[key]
             if not called and last == s["start"]:
                 continue  # untouched: nothing to set
             node = self.add("setval", key, [
                 f"SELECT pg_catalog.setval({literal(self.qn(key))}, {last}, "
                 f"{'true' if called else 'false'})"])
             if s["identity"]:
-                node.deps.add(("table", _owner_table(s["owned_by"])))
+                node.deps.add(("table", owner_table(s["owned_by"])))
             else:
                 node.deps.add(("sequence", key))
 
@@ -372,7 +291,7 @@ class _Builder:
             stmts = [f["definition"].rstrip("\n")]
             if f["comment"] is not None:
                 stmts.append(f"COMMENT ON {word} {signature} IS {literal(f['comment'])}")
-            stmts += _grants(self.conn, "pg_proc", key, f"{word} {signature}", f["acl"])
+            stmts += grants(self.conn, "pg_proc", key, f"{word} {signature}", f["acl"])
             self.add("function", key, stmts, f"DROP {word} {signature}")
 
     # -- tables ----------------------------------------------------------------------------
@@ -425,18 +344,18 @@ class _Builder:
                 word = "FULL" if t["replica_identity"] == "f" else "NOTHING"
                 stmts.append(f"ALTER TABLE {name} REPLICA IDENTITY {word}")
             for s_key, s in self.snap["sequences"].items():
-                if s["owned_by"] and not s["identity"] and _owner_table(s["owned_by"]) == key:
+                if s["owned_by"] and not s["identity"] and owner_table(s["owned_by"]) == key:
                     column = self.q.ident(s["owned_by"].rsplit(".", 1)[1].strip('"'))
                     stmts.append(f"ALTER SEQUENCE {self.qn(s_key)} OWNED BY {name}.{column}")
-            stmts += _grants(self.conn, "pg_class", key, f"TABLE {name}", t["acl"])
-            stmts += _column_grants(self.conn, key, name, self.q)
+            stmts += grants(self.conn, "pg_class", key, f"TABLE {name}", t["acl"])
+            stmts += column_grants(self.conn, key, name, self.q.ident)
             self.add("table", key, stmts, f"DROP TABLE {name}")
-            self._indexes(key, name, t["indexes"], "index")
+            self._indexes(key, name, t["indexes"], "table")
             self._triggers(key, name, t["triggers"])
             self._policies(key, name, t["policies"])
             self._seed(key, t)
 
-    def _column(self, key: str, table: str, col: dict[str, Any], not_null: dict[str, str],
+    def _column(self, key: str, table: str, col: shapes.Column, not_null: dict[str, str],
                 after: list[str]) -> str:
         q = self.q
         parts = [q.ident(col["name"]), col["type"]]
@@ -467,14 +386,14 @@ class _Builder:
             after.append(f"{target} SET COMPRESSION {method}")
         return " ".join(parts)
 
-    def _identity_options(self, key: str, table: str, col: dict[str, Any]) -> str:
+    def _identity_options(self, key: str, table: str, col: shapes.Column) -> str:
         owner = f"{key}.{col['name']}"
         found = [(k, s) for k, s in self.snap["sequences"].items()
-                 if s["identity"] and _plain(s["owned_by"]) == owner]
+                 if s["identity"] and plain(s["owned_by"]) == owner]
         if not found:
             return ""
         seq_key, s = found[0]
-        bits, opts = _INT_BOUNDS.get(s["type"], (None, None)), []
+        bits, opts = INT_BOUNDS.get(s["type"], (None, None)), []
         if seq_key != f"{self.names[key][0]}.{table}_{col['name']}_seq":
             opts.append(f"SEQUENCE NAME {self.qn(seq_key)}")
         low, high = bits
@@ -495,7 +414,9 @@ class _Builder:
             opts.append("CYCLE")
         return f" ({' '.join(opts)})" if opts else ""
 
-    def _indexes(self, key: str, name: str, indexes: dict[str, Any], kind: str) -> None:
+    def _indexes(self, key: str, name: str, indexes: dict[str, shapes.Index],
+                 owner: str) -> None:
+        """The indexes of a table or a materialized view (``owner``: its node kind)."""
         for iname, ix in indexes.items():
             if ix["constraint"]:
                 extra = []
@@ -512,13 +433,13 @@ class _Builder:
                              f"{literal(ix['comment'])}")
             if not extra:
                 continue
-            node = self.add("index" if kind == "table" else "matview index", f"{key}.{iname}",
+            node = self.add("index" if owner == "table" else "matview index", f"{key}.{iname}",
                             extra)
-            node.deps.add((kind, key))
+            node.deps.add((owner, key))
             if ix["constraint"]:
                 node.deps.add(("constraint", key, iname))
 
-    def _triggers(self, key: str, name: str, triggers: dict[str, Any]) -> None:
+    def _triggers(self, key: str, name: str, triggers: dict[str, shapes.Trigger]) -> None:
         for tname, tg in triggers.items():
             stmts = [tg["definition"]]
             state = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}
@@ -530,7 +451,7 @@ class _Builder:
                              f"{literal(tg['comment'])}")
             self.add("trigger", f"{key}.{tname}", stmts)
 
-    def _policies(self, key: str, name: str, policies: dict[str, Any]) -> None:
+    def _policies(self, key: str, name: str, policies: dict[str, shapes.Policy]) -> None:
         commands = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
         for pname, p in policies.items():
             stmt = (f"CREATE POLICY {self.q.ident(pname)} ON {name} AS "
@@ -547,7 +468,7 @@ class _Builder:
             node = self.add("policy", f"{key}.{pname}", stmts)
             node.deps.add(("table", key))
 
-    def _seed(self, key: str, table: dict[str, Any]) -> None:
+    def _seed(self, key: str, table: shapes.Table) -> None:
         rows = seed.read_rows(self.conn, self.names[key], table, self.q.ident)
         if rows is not None:
             self.add("rows", key, []).seed = rows
@@ -571,124 +492,8 @@ class _Builder:
                 if v["comment"] is not None:
                     stmts.append(f"COMMENT ON {word} {name} IS {literal(v['comment'])}")
                 stmts += self._column_comments(name, v["columns"])
-                stmts += _grants(self.conn, "pg_class", key, f"TABLE {name}", v["acl"])
+                stmts += grants(self.conn, "pg_class", key, f"TABLE {name}", v["acl"])
                 self.add(kind, key, stmts, f"DROP {word} {name}")
                 if kind == "matview":
                     self._indexes(key, name, v["indexes"], "matview")
                 self._triggers(key, name, v["triggers"])
-
-
-_COUNTED = {
-    "role": "roles", "schema": "schemas", "extension": "extensions", "sequence": "sequences",
-    "table": "tables", "view": "views", "matview": "materialized views",
-    "policy": "policies", "setval": "sequence positions",
-}
-
-
-def _comments(obj: dict[str, Any]) -> int:
-    """Comments on a table or view, its columns, constraints, indexes and triggers."""
-    found = int(obj.get("comment") is not None)
-    found += sum(1 for c in obj.get("columns", []) if c.get("comment") is not None)
-    for part in ("constraints", "indexes", "triggers", "policies"):
-        found += sum(1 for c in obj.get(part, {}).values() if c.get("comment") is not None)
-    return found
-
-
-_INT_BOUNDS = {
-    "smallint": (-32768, 32767),
-    "integer": (-2147483648, 2147483647),
-    "bigint": (-9223372036854775808, 9223372036854775807),
-}
-
-
-def _plain(qualified: str | None) -> str:
-    """``"My Schema".t.c`` → ``My Schema.t.c`` (keys are unquoted)."""
-    if not qualified:
-        return ""
-    parts = re.findall(r'"((?:[^"]|"")*)"|([^.]+)', qualified)
-    return ".".join(a.replace('""', '"') if a else b for a, b in parts)
-
-
-def _owner_table(owned_by: str) -> str:
-    return _plain(owned_by).rsplit(".", 1)[0]
-
-
-# -- privileges -------------------------------------------------------------------------------
-
-_ACL_KIND = {"pg_class": "r", "pg_proc": "f", "pg_type": "T", "pg_namespace": "n"}
-
-
-def _grants(conn: psycopg2.extensions.connection, catalog_name: str, key: str, target: str,
-            acl: list[str] | None) -> list[str]:
-    """GRANT/REVOKE statements that turn the default privileges into ``acl``."""
-    if acl is None:
-        return []
-    owner_col = {"pg_class": "relowner", "pg_proc": "proowner", "pg_type": "typowner",
-                 "pg_namespace": "nspowner"}[catalog_name]
-    kind = _ACL_KIND[catalog_name]
-    if catalog_name == "pg_class":
-        row = _rows(conn, "SELECT relkind FROM pg_class WHERE oid = %s::regclass",
-                    (_regname(key),))
-        kind = "s" if row and row[0][0] == "S" else "r"
-    rows = _rows(conn, f"""
-        WITH a AS (SELECT (aclexplode(%s::aclitem[])).*),
-             o AS (SELECT {owner_col} AS owner FROM {catalog_name} WHERE oid = %s),
-             d AS (SELECT (aclexplode(acldefault(%s, (SELECT owner FROM o)))).*)
-        SELECT 'GRANT', privilege_type, grantee, is_grantable FROM a
-         WHERE (privilege_type, grantee, is_grantable) NOT IN
-               (SELECT privilege_type, grantee, is_grantable FROM d)
-        UNION ALL
-        SELECT 'REVOKE', privilege_type, grantee, is_grantable FROM d
-         WHERE (privilege_type, grantee, is_grantable) NOT IN
-               (SELECT privilege_type, grantee, is_grantable FROM a)
-        ORDER BY 1 DESC, 3, 2""", ("{" + ",".join(acl) + "}", _oid(conn, catalog_name, key),
-                                   kind))
-    stmts = []
-    for verb, privilege, grantee, grantable in rows:
-        who = "PUBLIC" if grantee == 0 else _role(conn, grantee)
-        if verb == "GRANT":
-            stmts.append(f"GRANT {privilege} ON {target} TO {who}"
-                         + (" WITH GRANT OPTION" if grantable else ""))
-        else:
-            stmts.append(f"REVOKE {privilege} ON {target} FROM {who}")
-    return stmts
-
-
-def _column_grants(conn: psycopg2.extensions.connection, key: str, name: str,
-                   q: Quoter) -> list[str]:
-    rows = _rows(conn, """
-        SELECT a.attname, x.privilege_type, x.grantee, x.is_grantable
-        FROM pg_attribute a, aclexplode(a.attacl) x
-        WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
-        ORDER BY a.attnum, 2, 3""", (_regname(key),))
-    return [
-        f"GRANT {priv} ({q.ident(col)}) ON TABLE {name} TO "
-        f"{'PUBLIC' if grantee == 0 else _role(conn, grantee)}"
-        + (" WITH GRANT OPTION" if grantable else "")
-        for col, priv, grantee, grantable in rows
-    ]
-
-
-def _regname(key: str) -> str:
-    schema, _, name = key.partition(".")
-    return seed.regclass_name(schema, name)
-
-
-def _oid(conn: psycopg2.extensions.connection, catalog_name: str, key: str) -> int:
-    if catalog_name == "pg_class":
-        return int(_rows(conn, "SELECT %s::regclass::oid", (_regname(key),))[0][0])
-    if catalog_name == "pg_type":
-        return int(_rows(conn, "SELECT %s::regtype::oid", (_regname(key),))[0][0])
-    if catalog_name == "pg_namespace":
-        return int(_rows(conn, "SELECT oid FROM pg_namespace WHERE nspname = %s", (key,))[0][0])
-    return int(_rows(conn, """
-        SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid)
-              || ')' = %s""", (key,))[0][0])
-
-
-def _role(conn: psycopg2.extensions.connection, oid: int) -> str:
-    return str(_rows(conn, "SELECT quote_ident(rolname) FROM pg_roles WHERE oid = %s",
-                     (oid,))[0][0])
-
-

@@ -15,20 +15,12 @@ from dataclasses import dataclass, field
 import psycopg2.extensions
 
 from dbkit.errors import CannotSquash
-from dbkit.pg import catalog
+from dbkit.pg import queries
+from dbkit.pg.queries import fetch
+from dbkit.squash.kinds import KIND
 from dbkit.squash.seed import SeedRows
 
 NodeId = tuple[str, ...]
-
-# Reading order of the revision (ties only: dependencies always win). Indexes and policies
-# follow their table; data comes after the structure, then what must not see the seed
-# inserts (foreign keys, triggers) or needs the rows (materialized views).
-_RANK = {
-    "role": -1, "schema": 0, "extension": 1, "type": 2, "sequence": 3, "function": 4,
-    "table": 5, "index": 5, "policy": 5, "view": 7, "rows": 8, "setval": 9, "constraint": 10,
-    "matview": 11, "matview index": 11, "trigger": 12,
-}
-
 
 @dataclass
 class Node:
@@ -46,117 +38,34 @@ class Node:
         return (self.kind, self.key)
 
 
-def _rows(conn: psycopg2.extensions.connection, query: str) -> list[tuple]:
-    with conn.cursor() as cur:
-        cur.execute(query)
-        return cur.fetchall()
-
-
-_OBJECTS = f"""
-SELECT 'pg_namespace'::regclass::oid, n.oid, 'schema', n.nspname, n.nspname, NULL
-  FROM pg_namespace n WHERE {catalog.USER_SCHEMA}
-UNION ALL
-SELECT 'pg_extension'::regclass::oid, e.oid, 'extension', e.extname, NULL, e.extname
-  FROM pg_extension e
-UNION ALL
-SELECT 'pg_class'::regclass::oid, c.oid,
-       CASE WHEN c.relkind IN ('r', 'p') THEN 'table' WHEN c.relkind = 'v' THEN 'view'
-            WHEN c.relkind = 'm' THEN 'matview' WHEN c.relkind = 'c' THEN 'type'
-            WHEN EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                         AND d.objid = c.oid AND d.deptype = 'i') THEN 'identity'
-            ELSE 'sequence' END,
-       n.nspname || '.' || c.relname, n.nspname, c.relname
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p', 'v', 'm', 'c', 'S') AND {catalog.USER_SCHEMA}
-UNION ALL
-SELECT 'pg_class'::regclass::oid, i.indexrelid,
-       CASE WHEN co.oid IS NULL THEN 'index' ELSE 'constraint' END,
-       n.nspname || '.' || t.relname, n.nspname, COALESCE(co.conname, ic.relname)
-  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-  JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
-  LEFT JOIN pg_constraint co ON co.conindid = i.indexrelid AND co.conrelid = i.indrelid
-       AND co.contype IN ('p', 'u', 'x')
- WHERE {catalog.USER_SCHEMA}
-UNION ALL
-SELECT 'pg_type'::regclass::oid, t.oid,
-       CASE WHEN t.typtype IN ('e', 'd', 'r', 'm') THEN 'type' ELSE 'rowtype' END,
-       n.nspname || '.' || t.typname, n.nspname, t.typname
-  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
- WHERE {catalog.USER_SCHEMA} AND (t.typtype IN ('e', 'd', 'r', 'm', 'c'))
-UNION ALL
-SELECT 'pg_proc'::regclass::oid, p.oid, 'function',
-       n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
-       n.nspname, p.proname
-  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {catalog.USER_SCHEMA}
-UNION ALL
-SELECT 'pg_constraint'::regclass::oid, co.oid,
-       CASE WHEN co.conrelid <> 0 THEN 'constraint' ELSE 'type' END,
-       n.nspname || '.' || COALESCE(t.relname, ty.typname), n.nspname,
-       CASE WHEN co.conrelid <> 0 THEN co.conname ELSE ty.typname END
-  FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
-  LEFT JOIN pg_class t ON t.oid = co.conrelid LEFT JOIN pg_type ty ON ty.oid = co.contypid
- WHERE {catalog.USER_SCHEMA}
-UNION ALL
-SELECT 'pg_attrdef'::regclass::oid, ad.oid,
-       CASE WHEN c.relkind = 'v' THEN 'view' ELSE 'table' END,
-       n.nspname || '.' || c.relname, n.nspname, c.relname
-  FROM pg_attrdef ad JOIN pg_class c ON c.oid = ad.adrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog.USER_SCHEMA}
-UNION ALL
-SELECT 'pg_rewrite'::regclass::oid, r.oid,
-       CASE WHEN c.relkind = 'm' THEN 'matview' WHEN c.relkind = 'v' THEN 'view'
-            ELSE 'table' END,
-       n.nspname || '.' || c.relname, n.nspname, c.relname
-  FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
-  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog.USER_SCHEMA}
-UNION ALL
-SELECT 'pg_trigger'::regclass::oid, tg.oid, 'trigger', n.nspname || '.' || c.relname,
-       n.nspname, tg.tgname
-  FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE NOT tg.tgisinternal AND {catalog.USER_SCHEMA}
-UNION ALL
-SELECT 'pg_policy'::regclass::oid, pol.oid, 'policy', n.nspname || '.' || c.relname,
-       n.nspname, pol.polname
-  FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {catalog.USER_SCHEMA}
-"""
-
-# What a pg_type row stands for when it is not a type of its own: a table's row type is the
-# table, an array type is its element type.
-_TYPE_OWNERS = f"""
-SELECT t.oid, t.typrelid, t.typelem
-  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
- WHERE {catalog.USER_SCHEMA} AND (t.typrelid <> 0 OR (t.typelem <> 0 AND t.typlen = -1))
-"""
-
 
 class Graph:
     """Catalog objects mapped onto the nodes of the revision, and the edges between them."""
 
     def __init__(self, conn: psycopg2.extensions.connection) -> None:
         self.objects: dict[tuple[int, int], tuple[str, ...]] = {}
-        for cls, oid, kind, key, _schema, sub in _rows(conn, _OBJECTS):
+        for cls, oid, kind, key, _schema, sub in fetch(conn, queries.load(__file__, "objects")):
             if kind in ("constraint", "index", "trigger", "policy"):
                 self.objects[(cls, oid)] = (kind, key, sub)
             else:
                 self.objects[(cls, oid)] = (kind, key)
-        self.pg_class, self.pg_type = _rows(
+        self.pg_class, self.pg_type = fetch(
             conn, "SELECT 'pg_class'::regclass::oid, 'pg_type'::regclass::oid")[0]
-        self.type_owner = {oid: (rel, elem) for oid, rel, elem in _rows(conn, _TYPE_OWNERS)}
+        self.type_owner = {oid: (rel, elem) for oid, rel, elem
+                           in fetch(conn, queries.load(__file__, "type_owners"))}
         self.identity_owner = {
-            oid: refoid for oid, refoid in _rows(conn, """
+            oid: refoid for oid, refoid in fetch(conn, """
                 SELECT objid, refobjid FROM pg_depend
                 WHERE classid = 'pg_class'::regclass AND refclassid = 'pg_class'::regclass
                   AND deptype = 'i' AND objsubid = 0 AND refobjsubid > 0""")
         }
-        ext_name = dict(_rows(conn, "SELECT oid, extname FROM pg_extension"))
+        ext_name = dict(fetch(conn, "SELECT oid, extname FROM pg_extension"))
         self.member_of = {
-            (cls, oid): ext_name[ext] for cls, oid, ext in _rows(conn, """
+            (cls, oid): ext_name[ext] for cls, oid, ext in fetch(conn, """
                 SELECT classid, objid, refobjid FROM pg_depend
                 WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'""")
         }
-        self.depend = _rows(conn, """
+        self.depend = fetch(conn, """
             SELECT classid, objid, refclassid, refobjid, deptype FROM pg_depend
             WHERE deptype IN ('n', 'a', 'i')""")
 
@@ -196,9 +105,9 @@ def add_edges(nodes: dict[NodeId, Node], graph: Graph) -> None:
         if kind == "constraint":
             table, cname = key.rsplit(".", 1)
             alias[("constraint", table, cname)] = node_id
-        elif kind in ("index", "matview index", "trigger", "policy"):
+        elif KIND[kind].part:
             table, sub = key.rsplit(".", 1)
-            alias[(kind.split()[-1], table, sub)] = node_id
+            alias[(KIND[kind].in_pg_depend or kind, table, sub)] = node_id
 
     def find(raw: NodeId) -> NodeId | None:
         if raw in nodes:
@@ -224,11 +133,11 @@ def add_edges(nodes: dict[NodeId, Node], graph: Graph) -> None:
     for node in nodes.values():
         if node.kind == "rows":
             node.deps.add(("table", node.key))
-        if node.kind in ("constraint", "trigger", "matview", "setval"):
+        if KIND[node.kind].after_rows:
             # Foreign keys and triggers must not see the seed inserts; materialized views
             # are filled from the seeded tables.
             node.deps.update(rows)
-        if node.kind in ("trigger", "index", "matview index"):
+        if KIND[node.kind].part:
             table = node.key.rsplit(".", 1)[0]
             for kind in ("table", "view", "matview"):
                 if (kind, table) in nodes:
@@ -238,14 +147,14 @@ def add_edges(nodes: dict[NodeId, Node], graph: Graph) -> None:
 
 
 def _priority(node: Node) -> tuple:
-    if node.kind in ("index", "policy", "matview index"):
-        table = node.key.rsplit(".", 1)[0]
-        return (_RANK[node.kind], table, 1, node.key)
-    return (_RANK[node.kind], node.key, 0, "")
+    rank = KIND[node.kind].rank
+    if KIND[node.kind].follows_owner:
+        return (rank, node.key.rsplit(".", 1)[0], 1, node.key)
+    return (rank, node.key, 0, "")
 
 
 def order(nodes: dict[NodeId, Node]) -> list[Node]:
-    """Dependencies first; among the ready ones, the reading order of ``_RANK``."""
+    """Dependencies first; among the ready ones, the reading order of ``kinds.KINDS``."""
     waiting = {nid: set(n.deps) for nid, n in nodes.items()}
     dependents: dict[NodeId, list[NodeId]] = {nid: [] for nid in nodes}
     for nid, deps in waiting.items():

@@ -43,6 +43,7 @@ from dbkit.safety import confirm as ask
 from dbkit.settings import Settings
 from dbkit.squash import ddl as capture
 from dbkit.squash import prove, render
+from dbkit.squash.kinds import HEADLINE
 from dbkit.squash.report import failure_report, report
 from dbkit.squash.state import Outcome, Plan
 
@@ -52,16 +53,8 @@ _PURPOSES = ("squasha", "squashb")
 
 # -- the run ----------------------------------------------------------------------------------
 
-def run(
-    settings: Settings,
-    out: Console,
-    *,
-    confirm: str | None = None,
-    dry_run: bool = False,
-    new_revision: bool = False,
-    archive: bool = True,
-    reset: bool = False,
-) -> int:
+def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run: bool = False,
+        new_revision: bool = False, archive: bool = True, reset: bool = False) -> int:
     """The whole squash; ``commands/squash.py`` is its verb (and says what the options do)."""
     started = time.perf_counter()
     server = get_server(settings)
@@ -371,8 +364,7 @@ def _replaced(plan: Plan) -> render.Replaced:
 
 def _review(out: Console, outcome: Outcome) -> None:
     """The proven file and what it holds, then Enter (on a terminal) before the swap."""
-    main = ("tables", "views", "materialized views", "functions", "triggers", "seed rows")
-    held = ", ".join(f"{outcome.counts[k]} {k}" for k in main if outcome.counts.get(k))
+    held = ", ".join(f"{outcome.counts[k]} {k}" for k in HEADLINE if outcome.counts.get(k))
     out.result(f"Proven: {outcome.file} ({outcome.file_size:,} bytes): {held}")
     out.pause("Review it, then press Enter to replace the versions directory "
               "(Ctrl-C: nothing is changed) ")
@@ -526,6 +518,3 @@ def adopt(settings: Settings, server: Server, plan: Plan, outcome: Outcome, *,
         else:
             lines.append(f"{dev}'s schema is identical to a fresh build of the squashed revision")
     return lines
-
-
-# -- report -----------------------------------------------------------------------------------

@@ -81,38 +81,24 @@ def schema_dump(server: Server, dbname: str) -> list[str]:
     return normalise_dump(proc.stdout.decode())
 
 
-def _relations(conn: psycopg2.extensions.connection, skip: str) -> list[tuple[str, str]]:
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm') "
-            f"AND {catalog.USER_SCHEMA} AND {catalog.NOT_EXT_CLASS} "
-            "AND (c.relkind <> 'm' OR c.relispopulated) ORDER BY 1, 2"
-        )
-        return [(s, n) for s, n in cur.fetchall() if f"{s}.{n}" != skip]
-
-
 def data_state(conn: psycopg2.extensions.connection, version_key: str) -> dict[str, Any]:
-    """Row count + md5 of the sorted rows of every relation, and every sequence's position."""
+    """Row count + md5 of the sorted rows of every table and populated materialized view
+    (Alembic's version table aside), and every sequence's position."""
     state: dict[str, Any] = {"rows": {}, "sequences": {}}
     with conn.cursor() as cur:
         cur.execute("SET TimeZone = 'UTC'")
-        for schema, name in _relations(conn, version_key):
+        for schema, name in catalog.relations(conn, catalog.TABLES + catalog.MATVIEWS,
+                                              populated=True):
+            if f"{schema}.{name}" == version_key:
+                continue
             rel = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
             cur.execute(sql.SQL(
                 "SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) "
                 "FROM (SELECT t::text AS r FROM {} t) q").format(rel))
             count, digest = cur.fetchone()
             state["rows"][f"{schema}.{name}"] = [int(count), digest]
-        cur.execute(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
-            f"ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND {catalog.USER_SCHEMA} "
-            f"AND {catalog.NOT_EXT_CLASS} ORDER BY 1, 2")
-        for schema, name in cur.fetchall():
-            cur.execute(sql.SQL("SELECT last_value, is_called FROM {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(name)))
-            last, called = cur.fetchone()
-            state["sequences"][f"{schema}.{name}"] = [int(last), bool(called)]
+    state["sequences"] = {key: list(pos)
+                          for key, pos in catalog.sequence_positions(conn).items()}
     return state
 
 

@@ -16,23 +16,13 @@ from typing import Any
 from dbkit import __version__
 from dbkit.squash.ddl import Capture
 from dbkit.squash.depend import Node
+from dbkit.squash.kinds import KIND
 from dbkit.squash.seed import JSON_NULL, SeedRows
 
 # SQLAlchemy's text() reads ``:name`` as a bind parameter and turns ``\:`` into ``:``. A
 # backslash before exactly those colons makes the statement run as written.
 _NEEDS_ESCAPE = re.compile(r"(?:(?<![:\w\\])(?=:\w+(?![:\w]))|(?<=\\)(?=:\w*(?![:\w])))")
 _INDENT = "    "
-# Section titles, by node kind (see ``depend`` for the order).
-SECTIONS = {
-    "role": "roles (server-wide: made if missing, never dropped)", "schema": "schemas",
-    "extension": "extensions", "type": "types", "sequence": "sequences",
-    "function": "functions and procedures", "table": "tables", "index": "tables",
-    "policy": "tables", "view": "views", "rows": "seed rows", "setval": "sequence positions",
-    "constraint": "foreign keys and constraints added after the data",
-    "matview": "materialized views", "matview index": "materialized views",
-    "trigger": "triggers",
-}
-
 _SA_TYPES = {
     "boolean": "sa.Boolean()", "smallint": "sa.SmallInteger()", "integer": "sa.Integer()",
     "bigint": "sa.BigInteger()", "double precision": "sa.Float()", "real": "sa.Float()",
@@ -166,6 +156,14 @@ def _uses(nodes: list[Node]) -> tuple[bool, bool, bool]:
     return decimal, postgresql, functions
 
 
+def _header(section: str, part: int) -> str:
+    """A section's header line. Dependencies can bring a section back (a view on a
+    materialized view comes after the data); its later parts say so: no header is written
+    twice."""
+    title = section if part == 1 else f"{section}, part {part} (they need what is above)"
+    return f"{_INDENT}# -- {title} " + "-" * max(4, 84 - len(title))
+
+
 def render_revision(
     cap: Capture,
     *,
@@ -182,13 +180,14 @@ def render_revision(
         body.append(f"{_INDENT}# As pg_dump does: function bodies may use tables made later.")
         body.append(_execute("SET LOCAL check_function_bodies = off", _INDENT))
     section = None
+    written: dict[str, int] = {}  # section -> how many times it has begun
     for node in cap.nodes:
-        title = SECTIONS[node.kind]
-        if title != section:
+        if KIND[node.kind].section != section:
+            section = KIND[node.kind].section
+            written[section] = written.get(section, 0) + 1
             if body:
                 body.append("")
-            body.append(f"{_INDENT}# -- {title} " + "-" * max(4, 84 - len(title)))
-            section = title
+            body.append(_header(section, written[section]))
         for stmt in node.create:
             body.append(_execute(stmt, _INDENT))
         if node.seed is not None:

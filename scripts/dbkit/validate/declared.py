@@ -29,7 +29,8 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from dbkit.errors import first_line
-from dbkit.pg.catalog import NOT_EXT_CLASS, NOT_EXTENSION, USER_SCHEMA
+from dbkit.pg import queries
+from dbkit.pg.queries import NOT_EXT_CLASS, NOT_EXTENSION
 from dbkit.validate.drift import CHANGED, EXTRA, MISSING, Difference, table_size
 
 # Registry attribute -> (shape, number of dotted parts in each name).
@@ -155,42 +156,11 @@ class CompareError(Exception):
 
 _USER_SCHEMAS = "n.nspname = ANY(%(schemas)s)"
 _NOT_EXT_PROC = NOT_EXTENSION.format(cls="'pg_proc'", oid="p.oid")
-_RELATIONS = f"""
-SELECT n.nspname || '.' || c.relname, c.relkind,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname),
-       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {_USER_SCHEMAS}
-  AND {NOT_EXT_CLASS}
-"""
-_FUNCTIONS = """
-SELECT n.nspname || '.' || p.proname, pg_get_function_identity_arguments(p.oid),
-       pg_get_function_arguments(p.oid), pg_get_function_result(p.oid), l.lanname, p.prokind,
-       p.provolatile, p.proisstrict, p.prosecdef, p.proparallel, p.proleakproof,
-       array_to_string(p.proconfig, ', '),
-       CASE WHEN p.prosrc <> '' THEN p.prosrc
-            ELSE regexp_replace(pg_get_functiondef(p.oid), '^[^\\n]*\\n', '') END
-FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-JOIN pg_language l ON l.oid = p.prolang
-WHERE p.prokind IN ('f', 'p') AND {where}
-"""
 _TRIGGERS = """
 SELECT n.nspname || '.' || c.relname || '.' || t.tgname, pg_get_triggerdef(t.oid)
 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE NOT t.tgisinternal AND {where}
-"""
-# USER_SCHEMA's LIKE pattern has a %, which the parameters below make special.
-_OUTSIDE = f"""
-SELECT n.nspname || '.' || c.relname, c.relkind,
-       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
-       (SELECT count(*) FROM pg_attribute a
-        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind::text = ANY(%(kinds)s) AND NOT c.relispartition
-  AND {USER_SCHEMA.replace("%", "%%")} AND n.nspname <> ALL(%(schemas)s) AND {NOT_EXT_CLASS}
-  AND n.nspname || '.' || c.relname <> ALL(%(ignore)s)
-ORDER BY 1
 """
 _TEMP = "n.oid = pg_my_temp_schema() AND {col} LIKE 'dbkit\\_{prefix}%'"
 
@@ -207,6 +177,10 @@ _KINDS = {"r": "table", "p": "table", "v": "view", "m": "materialized view"}
 _VOLATILITY = {"i": "IMMUTABLE", "s": "STABLE", "v": "VOLATILE"}
 _PARALLEL = {"s": "PARALLEL SAFE", "r": "PARALLEL RESTRICTED", "u": "PARALLEL UNSAFE"}
 _REJECTED = "a definition PostgreSQL rejects here"
+
+
+def _functions(where: str) -> str:
+    return queries.load(__file__, "functions").format(where=where)
 
 
 def compare(
@@ -245,7 +219,7 @@ def outside_schemas(
     if not kinds:
         return []
     with _reading(conn) as cur:
-        cur.execute(_OUTSIDE, {"kinds": kinds, "schemas": sorted(schemas),
+        cur.execute(queries.load(__file__, "outside"), {"kinds": kinds, "schemas": sorted(schemas),
                                "ignore": sorted(ignore)})
         rows = cur.fetchall()
     return [Difference(_KINDS[kind], name, EXTRA,
@@ -276,11 +250,11 @@ def _read_live(cur: psycopg2.extensions.cursor, schemas: list[str]) -> _Live:
     params = {"schemas": schemas}
     cur.execute("SELECT nspname FROM pg_namespace n WHERE " + _USER_SCHEMAS, params)
     present = {row[0] for row in cur.fetchall()}
-    cur.execute(_RELATIONS, params)
+    cur.execute(queries.load(__file__, "relations"), params)
     relations = {key: _Relation(kind, quoted, viewdef.strip() if viewdef else None)
                  for key, kind, quoted, viewdef in cur}
     proc_where = f"{_USER_SCHEMAS} AND {_NOT_EXT_PROC}"
-    cur.execute(_FUNCTIONS.format(where=proc_where), params)
+    cur.execute(_functions(proc_where), params)
     functions: dict[str, dict[str, dict[str, str]]] = {}
     for row in cur.fetchall():
         functions.setdefault(row[0], {})[row[1]] = _function_attributes(row)
@@ -410,7 +384,7 @@ def _compare_functions(
             rejected[name] = error
         else:
             temp[f"pg_temp.dbkit_f{i}"] = name
-    cur.execute(_FUNCTIONS.format(where=_TEMP.format(col="p.proname", prefix="f")))
+    cur.execute(_functions(_TEMP.format(col="p.proname", prefix="f")))
     rendered: dict[str, tuple[str, dict[str, str]]] = {}
     for row in cur.fetchall():
         short = "pg_temp." + row[0].split(".", 1)[1]
