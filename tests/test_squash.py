@@ -30,7 +30,7 @@ from squash_helpers import (
 )
 
 from conftest import BACKEND, FIXTURES, run_cli
-from dbkit import backup, catalog, scratch
+from dbkit import backup, catalog, prove, scratch
 from dbkit.chain import AlembicChild, AlembicProject
 from dbkit.errors import ChainBuildFailed
 from dbkit.render import escape_binds, py_value
@@ -305,3 +305,17 @@ def test_without_a_terminal_and_without_confirm_it_refuses_before_doing_anything
     assert folder_state(backend) == before
     assert not (project_dir / "backups").exists()
     assert scratch_databases(server) == dbs_before
+
+
+def test_column_options_the_server_sets_are_not_the_users() -> None:
+    """Debian's 15.20 stores pg_attver=<n> on every column, n differing per table: it is
+    neither captured nor compared, in the catalog snapshot or in pg_dump's text."""
+    assert catalog.user_attoptions(["pg_attver=22158952"]) is None
+    assert catalog.user_attoptions(["pg_attver=1", "n_distinct=5"]) == ["n_distinct=5"]
+    assert catalog.user_attoptions(None) is None
+    a = prove.normalise_dump(
+        "ALTER TABLE ONLY public.t ALTER COLUMN id SET (pg_attver=22158952);\n"
+        "ALTER TABLE ONLY public.t ALTER COLUMN x SET (pg_attver=22158952, n_distinct=5);\n")
+    b = prove.normalise_dump(
+        "ALTER TABLE ONLY public.t ALTER COLUMN x SET (n_distinct=5, pg_attver=42);\n")
+    assert a == b == ["ALTER TABLE ONLY public.t ALTER COLUMN x SET (n_distinct=5);"]

@@ -37,6 +37,18 @@ NOT_EXT_CLASS = NOT_EXTENSION.format(cls="'pg_class'", oid="c.oid")
 
 Snapshot = dict[str, Any]
 
+# Column options (pg_attribute.attoptions) that the server sets by itself, not the user:
+# Debian's PostgreSQL 15.20 stores pg_attver=<n> on every column (a different n per table,
+# and ALTER ... SET cannot change it). They are neither captured, nor compared, nor
+# fingerprinted; the proof's pg_dump text drops them too (prove.normalise_dump).
+SERVER_ATTOPTIONS = ("pg_attver",)
+
+
+def user_attoptions(options: list[str] | None) -> list[str] | None:
+    """A column's options without the server's own, sorted; None when none is left."""
+    kept = sorted(o for o in options or () if o.split("=", 1)[0] not in SERVER_ATTOPTIONS)
+    return kept or None
+
 
 def object_counts(conn: psycopg2.extensions.connection) -> dict[str, int]:
     """How many of each kind of object the project's schemas hold, and how many rows."""
@@ -366,7 +378,7 @@ def _columns(conn: psycopg2.extensions.connection, relid: int) -> list[dict[str,
         ORDER BY a.attnum""")
     for r in rows:
         r["acl"] = _acl(r["acl"])
-        r["options"] = sorted(r["options"]) if r["options"] else None
+        r["options"] = user_attoptions(r["options"])
     return rows
 
 
