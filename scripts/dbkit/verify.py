@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from dbkit import catalog, scratch, tools
 from dbkit.console import Console
@@ -24,8 +26,11 @@ from dbkit.manifest import (
 from dbkit.server import Server, get_server
 from dbkit.settings import Settings
 
-# Settings a plain dump may SET that older servers reject, and the version that knows them.
+# Settings a plain dump may SET that older servers reject, and the version that knows them:
+# pg_dump 17+ writes "SET transaction_timeout = 0;" whatever the server it dumps. load_sql
+# leaves these lines out for an older server (they only reset a timeout for the session).
 _NEW_SETTINGS = {"transaction_timeout": 17}
+_HEADER_LINES = 100  # pg_dump's SET lines open the file; nothing below them is touched
 
 
 def _major(version: str | None) -> int | None:
@@ -41,13 +46,6 @@ def loadable_problem(
     assert dump is not None
     made_by = _major(backup.manifest.get("pg_dump_version"))
     source = _major(backup.manifest.get("server_version"))
-    if dump.name != DUMP_CUSTOM:
-        with dump.open("rb") as fh:
-            head = fh.read(256 * 1024).decode(errors="replace")
-        for setting, since in _NEW_SETTINGS.items():
-            if server_major < since and re.search(rf"^SET {setting}\b", head, re.MULTILINE):
-                return (f"the plain dump of {backup.name} (pg_dump {made_by}) sets {setting}, "
-                        f"which PostgreSQL {server_major} does not know (it came in {since})")
     if source is not None and source > server_major:
         return (f"backup {backup.name} is of a PostgreSQL {source} database and this server is "
                 f"{server_major}; PostgreSQL cannot load a dump into an older major version")
@@ -108,11 +106,56 @@ def load_dump(server: Server, backup: Backup, dbname: str) -> None:
 
 
 def load_sql(server: Server, path: Path, dbname: str) -> None:
-    """Run an SQL file (a plain dump) with psql, streamed in; the first error stops it."""
+    """Run an SQL file (a plain dump) with psql, streamed in; the first error stops it.
+
+    On a server older than a setting the dump's header SETs (``_NEW_SETTINGS``), the file is
+    streamed through a pipe without those lines.
+    """
     args = ["--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname]
-    with path.open("rb") as fh:
-        tools.run(server.tool("psql", args, dbname), stdin=fh, stdout=subprocess.DEVNULL,
-                  what="psql")
+    inv = server.tool("psql", args, dbname)
+    if not unknown_settings(server.major):
+        with path.open("rb") as fh:
+            tools.run(inv, stdin=fh, stdout=subprocess.DEVNULL, what="psql")
+        return
+    read_fd, write_fd = os.pipe()
+    failed: list[OSError] = []
+
+    def feed() -> None:
+        try:
+            with os.fdopen(write_fd, "wb") as out, path.open("rb") as src:
+                copy_without_settings(src, out, server.major)
+        except BrokenPipeError:
+            pass  # psql stopped reading: its own error says why
+        except OSError as err:
+            failed.append(err)
+
+    writer = threading.Thread(target=feed, name="load_sql", daemon=True)
+    writer.start()
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:
+            tools.run(inv, stdin=pipe, stdout=subprocess.DEVNULL, what="psql")
+    finally:
+        writer.join()
+    if failed:  # psql may have loaded a truncated file without complaint
+        raise ToolError(f"reading {path} failed: {failed[0].strerror or failed[0]}")
+
+
+def unknown_settings(server_major: int) -> tuple[str, ...]:
+    """The settings a plain dump may SET that this server major does not know."""
+    return tuple(name for name, since in _NEW_SETTINGS.items() if server_major < since)
+
+
+def copy_without_settings(src: BinaryIO, out: BinaryIO, server_major: int) -> None:
+    """Copy a plain dump, leaving out its header's SETs of settings the server lacks."""
+    names = "|".join(re.escape(n) for n in unknown_settings(server_major))
+    pattern = re.compile(rf"^SET ({names}) = ".encode()) if names else None
+    for _ in range(_HEADER_LINES):
+        line = src.readline()
+        if not line:
+            return
+        if pattern is None or not pattern.match(line):
+            out.write(line)
+    shutil.copyfileobj(src, out, 1024 * 1024)
 
 
 def compare_with_manifest(server: Server, dbname: str, manifest: dict[str, Any]) -> list[str]:
