@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -93,6 +94,11 @@ def load_dump(server: Server, backup: Backup, dbname: str) -> None:
     dump = backup.dump
     assert dump is not None
     if dump.name == DUMP_CUSTOM:
+        if unknown_settings(server.major):
+            # pg_restore 17+ SETs transaction_timeout whatever the server: an older server
+            # gets the archive as the SQL script pg_restore writes, without those lines.
+            restore_through_script(server, dump, dbname)
+            return
         args = ["--no-password", "--exit-on-error", "-d", dbname]
         if server.mode == "docker":
             # The file stays here and is streamed in; a stream allows one job only.
@@ -105,24 +111,50 @@ def load_dump(server: Server, backup: Backup, dbname: str) -> None:
         load_sql(server, dump, dbname)
 
 
-def load_sql(server: Server, path: Path, dbname: str) -> None:
-    """Run an SQL file (a plain dump) with psql, streamed in; the first error stops it.
+def restore_through_script(server: Server, dump: Path, dbname: str) -> None:
+    """pg_restore's SQL script of a custom archive, filtered, into psql (one job)."""
+    docker = server.mode == "docker"
+    inv = server.tool("pg_restore", ["--no-password", "-f", "-", *([] if docker else [str(dump)])],
+                      dbname)
+    with dump.open("rb") as archive, tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(inv.argv, env=inv.env, stdout=subprocess.PIPE, stderr=errors,
+                                    stdin=archive if docker else subprocess.DEVNULL)
+        except OSError as err:
+            raise ToolError(f"cannot run {inv.argv[0]}: {err.strerror}") from err
+        try:
+            assert proc.stdout is not None
+            _psql_load(server, dbname, proc.stdout, what=f"the script of {dump}")
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+            code = proc.wait()
+        if code != 0:
+            errors.seek(0)
+            raise ToolError(f"pg_restore failed (exit {code}): "
+                            f"{tools.mask(tools.stderr_tail(errors.read()), inv.secrets)}")
 
-    On a server older than a setting the dump's header SETs (``_NEW_SETTINGS``), the file is
-    streamed through a pipe without those lines.
-    """
+
+def load_sql(server: Server, path: Path, dbname: str) -> None:
+    """Run an SQL file (a plain dump) with psql, streamed in; the first error stops it."""
+    with path.open("rb") as fh:
+        _psql_load(server, dbname, fh, what=str(path))
+
+
+def _psql_load(server: Server, dbname: str, src: BinaryIO, *, what: str) -> None:
+    """psql reads ``src``; on a server older than a setting the dump's header SETs
+    (``_NEW_SETTINGS``), through a pipe without those lines."""
     args = ["--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname]
     inv = server.tool("psql", args, dbname)
     if not unknown_settings(server.major):
-        with path.open("rb") as fh:
-            tools.run(inv, stdin=fh, stdout=subprocess.DEVNULL, what="psql")
+        tools.run(inv, stdin=src, stdout=subprocess.DEVNULL, what="psql")
         return
     read_fd, write_fd = os.pipe()
     failed: list[OSError] = []
 
     def feed() -> None:
         try:
-            with os.fdopen(write_fd, "wb") as out, path.open("rb") as src:
+            with os.fdopen(write_fd, "wb") as out:
                 copy_without_settings(src, out, server.major)
         except BrokenPipeError:
             pass  # psql stopped reading: its own error says why
@@ -137,7 +169,7 @@ def load_sql(server: Server, path: Path, dbname: str) -> None:
     finally:
         writer.join()
     if failed:  # psql may have loaded a truncated file without complaint
-        raise ToolError(f"reading {path} failed: {failed[0].strerror or failed[0]}")
+        raise ToolError(f"reading {what} failed: {failed[0].strerror or failed[0]}")
 
 
 def unknown_settings(server_major: int) -> tuple[str, ...]:
