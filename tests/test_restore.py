@@ -435,7 +435,9 @@ def test_a_plain_dump_with_new_settings_loads_on_an_older_server(
     try:
         made = find_backup(folder, plain.name)
         text = (plain / "database_full.sql").read_bytes()
-        assert b"\nSET transaction_timeout = 0;\n" in text
+        if b"\nSET transaction_timeout = 0;\n" not in text:  # pg_dump 18 of a 15: not always
+            head, _, rest = text.partition(b"SET statement_timeout = 0;\n")
+            text = head + b"SET statement_timeout = 0;\nSET transaction_timeout = 0;\n" + rest
         for major, kept in ((14, False), (16, False), (17, True), (18, True)):
             out = io.BytesIO()
             copy_without_settings(io.BytesIO(text), out, major)
