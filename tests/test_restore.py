@@ -444,8 +444,9 @@ def test_a_plain_dump_with_new_settings_loads_on_an_older_server(
             assert (b"SET transaction_timeout" in out.getvalue()) is kept
             assert out.getvalue() == text if kept else len(out.getvalue()) < len(text)
         assert loadable_problem(made, server_major=18, reader_major=18) is None
-        old_psql = loadable_problem(made, server_major=18, reader_major=17)
-        assert old_psql and "written by pg_dump 18" in old_psql
+        made_by = int(made.manifest["pg_dump_version"].split(".")[0])  # 15's own on Debian's
+        old_psql = loadable_problem(made, server_major=made_by, reader_major=made_by - 1)
+        assert old_psql and f"written by pg_dump {made_by}" in old_psql
         custom = find_backup(folder, bad["names"]["good"])
         source = int(custom.manifest["server_version"].split(".")[0])
         older = loadable_problem(custom, server_major=source - 1, reader_major=18)
