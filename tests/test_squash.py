@@ -36,6 +36,7 @@ from dbkit.pg.embedded import EmbeddedServer
 from dbkit.project import versions as vdir
 from dbkit.project.chain import AlembicChild, AlembicProject
 from dbkit.settings import load_settings
+from dbkit.squash import prove
 from dbkit.squash.render import escape_binds, py_value
 
 # -- the catalog snapshot ------------------------------------------------------------------------
@@ -306,3 +307,17 @@ def test_without_a_terminal_and_without_confirm_it_refuses_before_doing_anything
     assert folder_state(backend) == before
     assert not (project_dir / "backups").exists()
     assert scratch_databases(server) == dbs_before
+
+
+def test_column_options_the_server_sets_are_not_the_users() -> None:
+    """Debian's 15.20 stores pg_attver=<n> on every column, n differing per table: it is
+    neither captured nor compared, in the catalog snapshot or in pg_dump's text."""
+    assert catalog.user_attoptions(["pg_attver=22158952"]) is None
+    assert catalog.user_attoptions(["pg_attver=1", "n_distinct=5"]) == ["n_distinct=5"]
+    assert catalog.user_attoptions(None) is None
+    a = prove.normalise_dump(
+        "ALTER TABLE ONLY public.t ALTER COLUMN id SET (pg_attver=22158952);\n"
+        "ALTER TABLE ONLY public.t ALTER COLUMN x SET (pg_attver=22158952, n_distinct=5);\n")
+    b = prove.normalise_dump(
+        "ALTER TABLE ONLY public.t ALTER COLUMN x SET (n_distinct=5, pg_attver=42);\n")
+    assert a == b == ["ALTER TABLE ONLY public.t ALTER COLUMN x SET (n_distinct=5);"]

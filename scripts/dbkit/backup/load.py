@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from dbkit.backup.manifest import (
     DUMP_CUSTOM,
@@ -20,8 +23,11 @@ from dbkit.errors import BackupCorrupt, Refused, ToolError
 from dbkit.pg import catalog, scratch, tools
 from dbkit.pg.server import Server
 
-# Settings a plain dump may SET that older servers reject, and the version that knows them.
+# Settings a plain dump may SET that older servers reject, and the version that knows them:
+# pg_dump 17+ writes "SET transaction_timeout = 0;" whatever the server it dumps. load_sql
+# leaves these lines out for an older server (they only reset a timeout for the session).
 _NEW_SETTINGS = {"transaction_timeout": 17}
+_HEADER_LINES = 100  # pg_dump's SET lines open the file; nothing below them is touched
 
 
 def _major(version: str | None) -> int | None:
@@ -37,13 +43,6 @@ def loadable_problem(
     assert dump is not None
     made_by = _major(backup.manifest.get("pg_dump_version"))
     source = _major(backup.manifest.get("server_version"))
-    if dump.name != DUMP_CUSTOM:
-        with dump.open("rb") as fh:
-            head = fh.read(256 * 1024).decode(errors="replace")
-        for setting, since in _NEW_SETTINGS.items():
-            if server_major < since and re.search(rf"^SET {setting}\b", head, re.MULTILINE):
-                return (f"the plain dump of {backup.name} (pg_dump {made_by}) sets {setting}, "
-                        f"which PostgreSQL {server_major} does not know (it came in {since})")
     if source is not None and source > server_major:
         return (f"backup {backup.name} is of a PostgreSQL {source} database and this server is "
                 f"{server_major}; PostgreSQL cannot load a dump into an older major version")
@@ -91,6 +90,11 @@ def load_dump(server: Server, backup: Backup, dbname: str) -> None:
     dump = backup.dump
     assert dump is not None
     if dump.name == DUMP_CUSTOM:
+        if unknown_settings(server.major):
+            # pg_restore 17+ SETs transaction_timeout whatever the server: an older server
+            # gets the archive as the SQL script pg_restore writes, without those lines.
+            restore_through_script(server, dump, dbname)
+            return
         args = ["--no-password", "--exit-on-error", "-d", dbname]
         if server.mode == "docker":
             # The file stays here and is streamed in; a stream allows one job only.
@@ -103,12 +107,83 @@ def load_dump(server: Server, backup: Backup, dbname: str) -> None:
         load_sql(server, dump, dbname)
 
 
+def restore_through_script(server: Server, dump: Path, dbname: str) -> None:
+    """pg_restore's SQL script of a custom archive, filtered, into psql (one job)."""
+    docker = server.mode == "docker"
+    inv = server.tool("pg_restore", ["--no-password", "-f", "-", *([] if docker else [str(dump)])],
+                      dbname)
+    with dump.open("rb") as archive, tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(inv.argv, env=inv.env, stdout=subprocess.PIPE, stderr=errors,
+                                    stdin=archive if docker else subprocess.DEVNULL)
+        except OSError as err:
+            raise ToolError(f"cannot run {inv.argv[0]}: {err.strerror}") from err
+        try:
+            assert proc.stdout is not None
+            _psql_load(server, dbname, proc.stdout, what=f"the script of {dump}")
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+            code = proc.wait()
+        if code != 0:
+            errors.seek(0)
+            raise ToolError(f"pg_restore failed (exit {code}): "
+                            f"{tools.mask(tools.stderr_tail(errors.read()), inv.secrets)}")
+
+
 def load_sql(server: Server, path: Path, dbname: str) -> None:
     """Run an SQL file (a plain dump) with psql, streamed in; the first error stops it."""
-    args = ["--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname]
     with path.open("rb") as fh:
-        tools.run(server.tool("psql", args, dbname), stdin=fh, stdout=subprocess.DEVNULL,
-                  what="psql")
+        _psql_load(server, dbname, fh, what=str(path))
+
+
+def _psql_load(server: Server, dbname: str, src: BinaryIO, *, what: str) -> None:
+    """psql reads ``src``; on a server older than a setting the dump's header SETs
+    (``_NEW_SETTINGS``), through a pipe without those lines."""
+    args = ["--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname]
+    inv = server.tool("psql", args, dbname)
+    if not unknown_settings(server.major):
+        tools.run(inv, stdin=src, stdout=subprocess.DEVNULL, what="psql")
+        return
+    read_fd, write_fd = os.pipe()
+    failed: list[OSError] = []
+
+    def feed() -> None:
+        try:
+            with os.fdopen(write_fd, "wb") as out:
+                copy_without_settings(src, out, server.major)
+        except BrokenPipeError:
+            pass  # psql stopped reading: its own error says why
+        except OSError as err:
+            failed.append(err)
+
+    writer = threading.Thread(target=feed, name="load_sql", daemon=True)
+    writer.start()
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:
+            tools.run(inv, stdin=pipe, stdout=subprocess.DEVNULL, what="psql")
+    finally:
+        writer.join()
+    if failed:  # psql may have loaded a truncated file without complaint
+        raise ToolError(f"reading {what} failed: {failed[0].strerror or failed[0]}")
+
+
+def unknown_settings(server_major: int) -> tuple[str, ...]:
+    """The settings a plain dump may SET that this server major does not know."""
+    return tuple(name for name, since in _NEW_SETTINGS.items() if server_major < since)
+
+
+def copy_without_settings(src: BinaryIO, out: BinaryIO, server_major: int) -> None:
+    """Copy a plain dump, leaving out its header's SETs of settings the server lacks."""
+    names = "|".join(re.escape(n) for n in unknown_settings(server_major))
+    pattern = re.compile(rf"^SET ({names}) = ".encode()) if names else None
+    for _ in range(_HEADER_LINES):
+        line = src.readline()
+        if not line:
+            return
+        if pattern is None or not pattern.match(line):
+            out.write(line)
+    shutil.copyfileobj(src, out, 1024 * 1024)
 
 
 def compare_with_manifest(server: Server, dbname: str, manifest: dict[str, Any]) -> list[str]:

@@ -35,6 +35,18 @@ TABLES, VIEWS, MATVIEWS, SEQUENCES = ("r", "p"), ("v",), ("m",), ("S",)
 
 Snapshot = shapes.Snapshot
 
+# Column options (pg_attribute.attoptions) that the server sets by itself, not the user:
+# Debian's PostgreSQL 15.20 stores pg_attver=<n> on every column (a different n per table,
+# and ALTER ... SET cannot change it). They are neither captured, nor compared, nor
+# fingerprinted; the proof's pg_dump text drops them too (prove.normalise_dump).
+SERVER_ATTOPTIONS = ("pg_attver",)
+
+
+def user_attoptions(options: list[str] | None) -> list[str] | None:
+    """A column's options without the server's own, sorted; None when none is left."""
+    kept = sorted(o for o in options or () if o.split("=", 1)[0] not in SERVER_ATTOPTIONS)
+    return kept or None
+
 
 def _sql(name: str) -> str:
     return queries.load(__file__, name)
@@ -235,7 +247,7 @@ def _columns(conn: psycopg2.extensions.connection, relid: int) -> list[shapes.Co
     rows = _rows(conn, _sql("columns"), (relid,))
     for r in rows:
         r["acl"] = _acl(r["acl"])
-        r["options"] = sorted(r["options"]) if r["options"] else None
+        r["options"] = user_attoptions(r["options"])
     return rows
 
 

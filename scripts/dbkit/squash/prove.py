@@ -12,6 +12,7 @@ Three independent comparisons, any one of which fails the proof:
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,14 +64,25 @@ def _drift(future: Future, snapshot: catalog.Snapshot, version_key: str
     return drift, None
 
 
+# pg_dump writes a column's options as "ALTER TABLE ONLY t ALTER COLUMN c SET (a=1, b=2);"
+_COLUMN_OPTIONS = re.compile(r"^(ALTER TABLE ONLY .* ALTER COLUMN .* SET \()(.*)(\);)$")
+
+
 def normalise_dump(text: str) -> list[str]:
-    """pg_dump's schema text without what carries no meaning (comments, blanks, restrict key)."""
+    """pg_dump's schema text without what carries no meaning (comments, blanks, restrict key,
+    the column options the server sets by itself: ``catalog.SERVER_ATTOPTIONS``)."""
     kept = []
     for line in text.splitlines():
         if not line.strip() or line.startswith("--"):
             continue
         if line.startswith(("\\restrict ", "\\unrestrict ")):
             continue
+        match = _COLUMN_OPTIONS.match(line)
+        if match:
+            options = catalog.user_attoptions(match.group(2).split(", "))
+            if options is None:
+                continue
+            line = f"{match.group(1)}{', '.join(options)}{match.group(3)}"
         kept.append(line)
     return kept
 
