@@ -172,9 +172,29 @@ def test_sample_backend_squashes_and_proves_with_zero_differences_including_seed
             assert rows == catalog.table_row_counts(conn_squashed)
             assert sum(rows.values()) - rows["public.alembic_version"] == report["captured"][
                 "seed rows"]
+            with conn_chain.cursor() as cur:
+                cur.execute("""
+                    SELECT schemaname || '.' || viewname FROM pg_views
+                     WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+                    UNION ALL SELECT schemaname || '.' || matviewname FROM pg_matviews""")
+                views = sorted(name for name, in cur.fetchall())
         finally:
             conn_chain.close()
             conn_squashed.close()
+
+    # squash_report.md is Markdown: tables, the proof, and every view in a Mermaid diagram.
+    md = (folder / "squash_report.md").read_text()
+    for header in ("## Summary", "| kind | count |", "| views | ", "## Proof",
+                   "| fresh install, squashed revision |", "```mermaid\nflowchart LR"):
+        assert header in md, header
+    assert md.count("- [x] ") == 3
+    diagram = md.split("```mermaid", 1)[1].split("```", 1)[0]
+    assert len(views) == 11  # the sample's 10 views and 1 materialized view
+    for view in views:
+        assert f'"{view}"' in diagram, view
+    assert {v["name"] for v in report["view_graph"]} == set(views)
+    assert all(v["depends_on"] for v in report["view_graph"])
+    assert " --> " in diagram
 
 
 def test_squash_replaces_the_versions_directory_and_keeps_the_old_files(

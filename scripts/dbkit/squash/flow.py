@@ -44,7 +44,7 @@ from dbkit.settings import Settings
 from dbkit.squash import ddl as capture
 from dbkit.squash import prove, render
 from dbkit.squash.kinds import HEADLINE
-from dbkit.squash.report import failure_report, report
+from dbkit.squash.report import failure_report, report, view_graph
 from dbkit.squash.state import Outcome, Plan
 
 WORD = "squash"
@@ -274,6 +274,7 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
         finally:
             conn.close()
     outcome.counts = captured.counts
+    outcome.view_graph = view_graph(captured.nodes)
     with out.step("Writing the squashed revision"):
         text = render.render_revision(
             captured, revision=outcome.revision, replaced=_replaced(plan),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,10 @@ from dbkit.console import Console
 from dbkit.errors import DbkitError, ProofFailed
 from dbkit.files import file_digest
 from dbkit.settings import Settings
+from dbkit.squash.depend import Node
 from dbkit.squash.state import Outcome, Plan
+
+_RELATIONS = ("table", "view", "matview")
 
 
 def _ratio(old: float, new: float) -> str:
@@ -47,6 +51,7 @@ def report(out: Console, settings: Settings, plan: Plan, outcome: Outcome, *,
         "model_drift_note": outcome.drift_note,
         "development_database": outcome.adopt,
         "took_seconds": round(outcome.took, 3),
+        "view_graph": outcome.view_graph,
     }
     lines = _report_lines(data, dry_run=dry_run)
     out.result("")
@@ -59,7 +64,7 @@ def report(out: Console, settings: Settings, plan: Plan, outcome: Outcome, *,
     # Read before the report is written: a backup with a file its manifest does not list is
     # refused as damaged.
     current = None if dry_run else manifest.read_manifest(folder)
-    manifest.write_private(md, ("\n".join(["# Squash report", "", *lines]) + "\n").encode())
+    manifest.write_private(md, markdown(data, dry_run=dry_run).encode())
     manifest.write_private(js, (json.dumps(data, indent=2) + "\n").encode())
     if current is not None:
         # The report belongs to the backup: list it in the manifest with its checksum.
@@ -74,9 +79,9 @@ def failure_report(folder: Path | None, err: ProofFailed, out: Console) -> None:
     if folder is None or not folder.is_dir():
         return
     path = folder / "squash_report.md"
-    text = "\n".join(["# Squash report: proof FAILED", "", err.message,
-                      "Nothing in the project was changed. What differed:", "",
-                      *[f"    {line}" for line in err.diff]])
+    text = "\n".join(["# Squash report: proof FAILED", "", err.message, "",
+                      "Nothing in the project was changed. What differed:", "", "```",
+                      *err.diff, "```"])
     try:
         backup = manifest.read_manifest(folder) if (folder / manifest.MANIFEST).exists() \
             else None
@@ -130,3 +135,110 @@ def _report_lines(data: dict[str, Any], *, dry_run: bool) -> list[str]:
     lines += [f"    {line}" for line in data["development_database"]]
     lines.append(f"  took            {data['took_seconds']:.1f} s")
     return lines
+
+
+# -- squash_report.md -------------------------------------------------------------------------
+
+def view_graph(nodes: Iterable[Node]) -> list[dict[str, Any]]:
+    """Each view and materialized view with the tables, views and materialized views it reads
+    (from the capture's dependency graph), in the revision's order."""
+    graph = []
+    for node in nodes:
+        if node.kind in ("view", "matview"):
+            graph.append({"name": node.key, "kind": node.kind, "depends_on": [
+                {"name": key, "kind": kind} for kind, key in sorted(
+                    node.deps, key=lambda d: (d[1], d[0])) if kind in _RELATIONS]})
+    return graph
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: object) -> str:
+    return f"`{text}`"
+
+
+def mermaid(graph: list[dict[str, Any]]) -> list[str]:
+    """The views' dependency graph as a Mermaid flowchart: view --> what it reads."""
+    ids: dict[tuple[str, str], str] = {}
+    shapes = {"table": ('[("', '")]'), "view": ('["', '"]'), "matview": ('[["', '"]]')}
+    lines = ["```mermaid", "flowchart LR"]
+
+    def node(kind: str, name: str) -> str:
+        if (kind, name) not in ids:
+            ids[(kind, name)] = f"n{len(ids)}"
+            opening, closing = shapes[kind]
+            label = name.replace('"', "#quot;")
+            lines.append(f"    {ids[(kind, name)]}{opening}{label}{closing}:::{kind}")
+        return ids[(kind, name)]
+
+    for view in graph:
+        node(view["kind"], view["name"])
+    for view in graph:
+        for dep in view["depends_on"]:
+            lines.append(f"    {node(view['kind'], view['name'])} --> "
+                         f"{node(dep['kind'], dep['name'])}")
+    lines += ["    classDef table fill:#eef,stroke:#446",
+              "    classDef view fill:#efe,stroke:#464",
+              "    classDef matview fill:#fec,stroke:#864", "```"]
+    return lines
+
+
+def markdown(data: dict[str, Any], *, dry_run: bool) -> str:
+    """squash_report.md: summary, captured counts, proof, timings, the views' graph."""
+    times = data["fresh_install_seconds"]
+    replaced = data["replaced"]
+    rows = [
+        ("outcome", "dry run: proven, nothing in the project was changed" if dry_run else
+         "squashed and proven"),
+        ("replaced", f"{replaced['count']} revisions, {_code(replaced['first'])} … "
+         f"{_code(replaced['last'])}"),
+        ("revision", _code(data["revision"]) + (" (new id)" if data["new_revision_id"] else
+                                                " (the old head's id)")),
+        ("file", f"{_code(data['file'])} ({data['file_size']:,} bytes)"),
+        *[(label, _code(data[key])) for label, key in (
+            ("backup", "backup"), ("output folder", "output"), ("archived", "archived"))
+          if data[key]],
+        ("dbkit", data["dbkit_version"]),
+    ]
+    lines = ["# Squash report", "", "## Summary", "", "| | |", "|---|---|"]
+    lines += [f"| {label} | {_cell(value)} |" for label, value in rows]
+    lines += ["", "## Captured", "", "| kind | count |", "|---|---:|"]
+    lines += [f"| {_cell(kind)} | {count:,} |" for kind, count in data["captured"].items()]
+    lines += ["", "## Proof", ""]
+    lines += [f"- [x] {check}" for check in data["proof"]]
+    old, new = times["old_chain"], times["new_revision"]
+    lines += ["", "## Timings", "", "| | seconds |", "|---|---:|",
+              f"| fresh install, old chain ({replaced['count']} revisions) | {old:.2f} |",
+              f"| fresh install, squashed revision | {new:.2f} |",
+              f"| the whole squash | {data['took_seconds']:.1f} |", "",
+              "Fresh installs are `alembic upgrade head` into an empty database, timed in "
+              f"dbkit's Alembic child (interpreter start not counted): {_ratio(old, new)}.", ""]
+    graph = data["view_graph"]
+    lines += ["## Views and materialized views", ""]
+    if graph:
+        views = sum(1 for v in graph if v["kind"] == "view")
+        lines += [f"{views} views and {len(graph) - views} materialized views, each pointing "
+                  "at the relations it reads (tables are cylinders, materialized views "
+                  "double boxes):", "", *mermaid(graph), ""]
+    else:
+        lines += ["The chain creates no views.", ""]
+    lines += ["## Model drift", ""]
+    drift = data["model_drift"]
+    if data.get("model_drift_note"):
+        lines.append(data["model_drift_note"])
+    elif drift is None:
+        lines.append("The project declares no models (no `target_metadata`).")
+    elif not drift:
+        lines.append("None: the models match the squashed schema.")
+    else:
+        lines += [f"{len(drift)} differences between the models and the squashed schema "
+                  "(reported, not fixed):", "", "| operation | object | detail |",
+                  "|---|---|---|"]
+        lines += [f"| {_cell(d.get('op', '?'))} | {_cell(d.get('object', ''))} | "
+                  f"{_cell(d.get('detail') or '')} |" for d in drift]
+    lines += ["", "## Development database", ""]
+    for line in data["development_database"]:
+        lines += ["```sh", line.strip(), "```"] if line.startswith("  ") else [line, ""]
+    return "\n".join(lines) + "\n"

@@ -47,3 +47,5 @@ class Outcome:
     b_snapshot: catalog.Snapshot | None = None
     adopt: list[str] = field(default_factory=list)
     took: float = 0.0
+    # Views and materialized views and the relations each reads (the report's diagram).
+    view_graph: list[dict[str, Any]] = field(default_factory=list)
