@@ -33,8 +33,11 @@ lint: $(VENV_STAMP) ## Check code style with ruff
 format: $(VENV_STAMP) ## Format code with ruff
 	$(VENV)/bin/ruff format scripts tests bench backend/app
 
-bench: $(VENV_STAMP) ## Run the benchmarks (slow; writes bench/results/)
-	$(VENV)/bin/python -m bench $(BENCH)
+$(VENV)/.dbkit-installed-bench: pyproject.toml $(VENV_STAMP)
+	@$(PYTHON) scripts/setup_venv.py --extra bench
+
+bench: $(VENV)/.dbkit-installed-bench ## Benchmarks: results, table, chart in bench/results/ (QUICK=1: smallest sizes, ~3 min; BENCH="squash validate backup")
+	$(VENV)/bin/python -m bench $(if $(filter-out 0,$(QUICK)),--quick) $(if $(REPEAT),--repeat $(REPEAT)) $(BENCH)
 
 demo: $(VENV_STAMP) ## Tour: start the embedded server, build the sample database, show it
 	@$(DBKIT) demo
