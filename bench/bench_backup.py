@@ -26,7 +26,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import machine
 from dbkit.console import Console
 from dbkit.pg import scratch, tools
 from dbkit.pg.embedded import EmbeddedServer
@@ -268,15 +268,6 @@ def measure(server: EmbeddedServer, env: dict[str, str], work: Path, repeat: int
     }
 
 
-def machine() -> dict[str, Any]:
-    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
-                  .splitlines() if ln.startswith("model name")), platform.processor())
-    memory = next((ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
-                   if ln.startswith("MemTotal")), "0")
-    return {"cores": len(os.sched_getaffinity(0)), "cpu": model,
-            "memory_gb": round(int(memory) / 1024**2, 1), "python": platform.python_version()}
-
-
 def report(result: dict[str, Any]) -> None:
     best = result["best_s"]
 
@@ -304,6 +295,34 @@ def report(result: dict[str, Any]) -> None:
           f"machine: {result['machine']['cores']} cores, {result['machine']['cpu']}")
 
 
+def run(*, gb: float = 1.0, repeat: int = 2, keep: bool = False) -> dict[str, Any]:
+    """Build the database, time each pair; the results (also printed)."""
+    work = Path(tempfile.mkdtemp(prefix="dbkit-bench-backup-"))
+    pgdata = work / "pgdata"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update({"DB_MODE": "embedded", "PGDATA_DIR": str(pgdata), "POSTGRES_DB": DB,
+                "BACKEND_DIR": str(work / "project"), "BACKUP_DIR": str(work / "backups"),
+                "NO_COLOR": "1"})
+    env.pop("DATABASE_URL", None)
+    server = EmbeddedServer(load_settings(work, env, env_file=Path("/nonexistent")))
+    try:
+        server.ensure_running()
+        write_project(work / "project")
+        started = time.perf_counter()
+        print(f"Building a {gb:g} GB database in {work} ...", flush=True)
+        size = build(server, env, work, gb)
+        print(f"  {size / 1024**3:.2f} GB in {time.perf_counter() - started:.0f} s", flush=True)
+        result = measure(server, env, work, repeat)
+        result.update(database_bytes=size, machine=machine(), repeat=repeat,
+                      server_version=server.version_num)
+    finally:
+        server.stop(Console(io.StringIO()))
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    report(result)
+    return result
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench_backup", description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=1.0, help="database size to build")
@@ -311,28 +330,7 @@ def main(argv: list[str]) -> None:
                         help="timed runs of each, in alternating order (best kept)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="dbkit-bench-backup-"))
-    pgdata = work / "pgdata"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update({"DB_MODE": "embedded", "PGDATA_DIR": str(pgdata), "POSTGRES_DB": DB,
-                "BACKEND_DIR": str(work / "project"), "BACKUP_DIR": str(work / "backups"),
-                "NO_COLOR": "1"})
-    server = EmbeddedServer(load_settings(work, env, env_file=Path("/nonexistent")))
-    try:
-        server.ensure_running()
-        write_project(work / "project")
-        started = time.perf_counter()
-        print(f"Building a {args.gb:g} GB database in {work} ...", flush=True)
-        size = build(server, env, work, args.gb)
-        print(f"  {size / 1024**3:.2f} GB in {time.perf_counter() - started:.0f} s", flush=True)
-        result = measure(server, env, work, args.repeat)
-        result.update(database_bytes=size, machine=machine(), repeat=args.repeat,
-                      server_version=server.version_num)
-    finally:
-        server.stop(Console(io.StringIO()))
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    report(result)
+    result = run(gb=args.gb, repeat=args.repeat, keep=args.keep)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "backup.json").write_text(json.dumps(result, indent=2) + "\n")
 

@@ -1,143 +1,190 @@
-"""Squash speed on the sample backend, against the two builds no squash can avoid.
+"""Squash and fresh install at growing sizes: long chains and big schemas.
 
-On a private embedded server in a temporary directory (never the project's .pgdata), with a
-private copy of backend/, each timed from process start to exit, median of ``--repeat``:
+Inputs, generated (seeded, so every run measures the same thing):
 
-* ``dbkit squash --dry-run`` (build, capture, render, the whole proof, report)
-  vs the sum of the two irreducible builds: the old chain into an empty database plus the
-  squashed revision into an empty database (``alembic upgrade head`` each)    goal <= 2x
-* a fresh install with the squashed revision vs replaying the chain (the same two builds)
+* ``chain N``: a synthetic chain of N revisions (``bench.gen_chain``: tables created,
+  altered, renamed, dropped; indexes; views on views; functions and triggers; data
+  migrations), N = 30, 100, 300;
+* ``schema T``: one revision creating T tables with T/5 views, T/50 functions and triggers,
+  and SQLAlchemy models for all of them (``bench.gen_schema``), T = 100, 300, 1,000.
 
-Usage: ``python -m bench.bench_squash [--repeat N] [--keep]`` or ``make bench BENCH=squash``.
-Results go to bench/results/squash.json.
+For each, on a private embedded server, each timed from process start to exit:
+
+* ``dbkit squash --dry-run`` (build, capture, render, the whole proof, report) against the
+  two builds no squash can avoid: the old chain and the squashed revision each into an empty
+  database (``alembic upgrade head`` in a fresh Alembic child, as dbkit runs it);
+* for the chains, a fresh install three ways: ``alembic upgrade head`` of the whole chain,
+  of the squashed revision, and ``psql -f`` of a plain ``pg_dump`` of the database the chain
+  built (the floor: no Python at all); plus ``python -c pass`` (the interpreter alone) and
+  ``alembic heads`` of each project (interpreter, Alembic and reading the revision files, no
+  database), which is subtracted from the upgrade to give its database time.
+
+Rounds alternate what runs first; min and median of ``repeat`` runs are kept.
 """
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
-import os
-import re
 import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.bench_backup import machine
-from dbkit.console import Console
-from dbkit.pg import scratch
-from dbkit.pg.embedded import EmbeddedServer
+from bench import gen_chain, gen_schema
+from bench.common import Private, private_server, run_timed, say, squash_dry_run, stats
+from dbkit.pg import scratch, tools
 from dbkit.project.chain import AlembicProject
-from dbkit.settings import load_settings
 
-RESULTS = Path(__file__).parent / "results"
-BACKEND = Path(__file__).resolve().parent.parent / "backend"
-GOAL = 2.0
+CHAINS = (30, 100, 300)
+SCHEMAS = (100, 300, 1000)
+QUICK_CHAINS = (30,)
+QUICK_SCHEMAS = (100,)
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> list[float]:
-    times = []
-    for _ in range(repeat):
+def _timed_build(p: Private, project: AlembicProject) -> float:
+    """``alembic upgrade head`` into an empty database in a child of its own, as dbkit runs
+    it outside a squash (the child's start counted, the database's creation not)."""
+    with scratch.scratch_database(p.server, "benchbuild") as db:
         started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return times
+        project.upgrade(db, "head")
+        return time.perf_counter() - started
 
 
-def timed_builds(server: EmbeddedServer, project: AlembicProject, repeat: int) -> list[float]:
-    """``alembic upgrade head`` into an empty database, each in a child of its own as dbkit
-    runs it outside a squash (the child's start counted, the database's creation not)."""
-    times = []
-    for _ in range(repeat):
-        with scratch.scratch_database(server, "bench") as db:
-            started = time.perf_counter()
-            project.upgrade(db, "head")
-            times.append(time.perf_counter() - started)
-    return times
+def _squashed_copy(project: Path, folder: Path) -> Path:
+    """The project with its versions directory replaced by the squashed one."""
+    copy = project.with_name(project.name + "_squashed")
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns("versions", "__pycache__"))
+    shutil.copytree(folder / "versions", copy / "versions",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
 
 
-def squash_dry_run(env: dict[str, str], cwd: Path) -> Path:
-    """One ``dbkit squash --dry-run`` as a user runs it; the folder it wrote into."""
-    proc = subprocess.run([sys.executable, "-m", "dbkit", "squash", "--dry-run"], env=env,
-                          cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"bench_squash: the squash failed: {proc.stderr.strip()}")
-    match = re.search(r"everything goes to (\S+);", proc.stdout)
-    assert match, proc.stdout
-    return Path(match.group(1))
+def _alembic(p: Private, project: Path, *args: str, db: str | None = None) -> float:
+    env = p.env(project)
+    if db is not None:
+        env["DATABASE_URL"] = p.server.url(db, show_password=True)
+    return run_timed([sys.executable, "-m", "alembic", "-c", str(project / "alembic.ini"),
+                      *args], env=env, cwd=project, what=f"alembic {' '.join(args)}")[0]
+
+
+def _psql_file(p: Private, dump: Path) -> float:
+    with scratch.scratch_database(p.server, "benchpsql") as db:
+        inv = p.server.tool("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(dump),
+                                     "-d", db], db)
+        started = time.perf_counter()
+        tools.run(inv, what="psql -f")
+        return time.perf_counter() - started
+
+
+def _into_empty(p: Private, project: Path) -> float:
+    with scratch.scratch_database(p.server, "benchinstall") as db:
+        return _alembic(p, project, "upgrade", "head", db=db)
+
+
+def fresh_install(p: Private, project: Path, squashed: Path, repeat: int) -> dict[str, Any]:
+    """The chain, its squashed revision and psql -f of a dump, each into an empty database."""
+    dump = project.with_name(project.name + ".sql")
+    with scratch.scratch_database(p.server, "benchdump") as db:
+        _alembic(p, project, "upgrade", "head", db=db)
+        tools.run(p.server.tool("pg_dump", ["-f", str(dump)], db), what="pg_dump")
+    steps = {
+        "interpreter": lambda: run_timed([sys.executable, "-c", "pass"])[0],
+        "heads_chain": lambda: _alembic(p, project, "heads"),
+        "heads_squashed": lambda: _alembic(p, squashed, "heads"),
+        "replay_chain": lambda: _into_empty(p, project),
+        "squashed": lambda: _into_empty(p, squashed),
+        "psql_dump": lambda: _psql_file(p, dump),
+    }
+    runs: dict[str, list[float]] = {k: [] for k in steps}
+    names = list(steps)
+    for round_ in range(repeat):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            runs[name].append(steps[name]())
+    out: dict[str, Any] = {k: stats(v) for k, v in runs.items()}
+    med = {k: v["median"] for k, v in out.items()}
+    chain_db = max(med["replay_chain"] - med["heads_chain"], 1e-3)
+    squashed_db = max(med["squashed"] - med["heads_squashed"], 1e-3)
+    out["derived"] = {
+        "replay_db_s": round(chain_db, 3),
+        "squashed_db_s": round(squashed_db, 3),
+        "squashed_db_vs_psql": round(squashed_db / med["psql_dump"], 2),
+        "replay_vs_squashed": round(med["replay_chain"] / med["squashed"], 2),
+        "replay_db_vs_squashed_db": round(chain_db / squashed_db, 2),
+        "dump_bytes": dump.stat().st_size,
+    }
+    return out
+
+
+def measure(p: Private, kind: str, size: int, repeat: int) -> dict[str, Any]:
+    project = p.work / f"{kind}_{size}"
+    if kind == "chain":
+        gen_chain.write(project, size)
+    else:
+        gen_schema.write_project(project, size)
+    env = p.env(project)
+    settings = p.settings(env)
+    warm, folder = squash_dry_run(env, p.work)  # also writes the squashed revision
+    report = json.loads((folder / "squash_report.json").read_text())
+    squashed_dir = _squashed_copy(project, folder)
+    old = AlembicProject(settings, p.server)
+    new = AlembicProject(settings, p.server, version_locations=folder / "versions")
+    runs: dict[str, list[float]] = {"squash": [], "build_old": [], "build_new": []}
+    for round_ in range(repeat):
+        order = ["build_old", "build_new", "squash"]
+        for name in order if round_ % 2 == 0 else reversed(order):
+            if name == "squash":
+                runs[name].append(squash_dry_run(env, p.work)[0])
+            else:
+                runs[name].append(_timed_build(p, old if name == "build_old" else new))
+    result: dict[str, Any] = {
+        "kind": kind, "size": size, "repeat": repeat,
+        "revisions": report["replaced"]["count"],
+        "captured": report["captured"],
+        "revision_bytes": report["file_size"],
+        "warmup_s": round(warm, 3),
+        **{k: stats(v) for k, v in runs.items()},
+    }
+    builds = result["build_old"]["median"] + result["build_new"]["median"]
+    result["squash_vs_builds"] = round(result["squash"]["median"] / builds, 2)
+    result["squash_per_table_ms"] = round(
+        1000 * result["squash"]["median"] / max(1, report["captured"].get("tables", 1)), 2)
+    if kind == "chain":
+        result["install"] = fresh_install(p, project, squashed_dir, repeat)
+    return result
+
+
+def _line(r: dict[str, Any]) -> str:
+    text = (f"{r['kind']:>6} {r['size']:>5}: squash {r['squash']['median']:6.2f} s, builds "
+            f"{r['build_old']['median']:.2f} + {r['build_new']['median']:.2f} s -> "
+            f"{r['squash_vs_builds']:.2f}x; {r['captured'].get('tables', 0)} tables, "
+            f"{r['captured'].get('views', 0)} views")
+    if "install" in r:
+        i, d = r["install"], r["install"]["derived"]
+        text += (f"\n{'':>14}install: replay {i['replay_chain']['median']:.2f} s, squashed "
+                 f"{i['squashed']['median']:.2f} s, psql -f {i['psql_dump']['median']:.2f} s, "
+                 f"interpreter {i['interpreter']['median']:.2f} s; squashed db time "
+                 f"{d['squashed_db_s']:.2f} s = {d['squashed_db_vs_psql']:.2f}x psql")
+    return text
+
+
+def run(*, quick: bool = False, repeat: int = 3, chains: tuple[int, ...] | None = None,
+        schemas: tuple[int, ...] | None = None) -> dict[str, Any]:
+    chains = chains if chains is not None else (QUICK_CHAINS if quick else CHAINS)
+    schemas = schemas if schemas is not None else (QUICK_SCHEMAS if quick else SCHEMAS)
+    results = []
+    with private_server("squash") as p:
+        for kind, sizes in (("chain", chains), ("schema", schemas)):
+            for size in sizes:
+                r = measure(p, kind, size, repeat)
+                results.append(r)
+                say(_line(r))
+        server_version = p.server.version_num
+    return {"inputs": results, "repeat": repeat, "server_version": server_version}
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="bench_squash", description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each (median)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="dbkit-bench-squash-"))
-    project = work / "backend"
-    shutil.copytree(BACKEND, project, ignore=shutil.ignore_patterns("__pycache__"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update({"DB_MODE": "embedded", "PGDATA_DIR": str(work / "pgdata"),
-                "POSTGRES_DB": "bench", "BACKEND_DIR": str(project),
-                "BACKUP_DIR": str(work / "backups"), "NO_COLOR": "1", "TMPDIR": str(work)})
-    settings = load_settings(work, env, env_file=Path("/nonexistent"))
-    server = EmbeddedServer(settings)
-    try:
-        server.ensure_running()
-        chain = AlembicProject(settings, server)
-        revisions = len(chain.revisions())
-        print(f"Sample backend: {revisions} revisions; warming up ...", flush=True)
-        folder = squash_dry_run(env, work)  # also writes the squashed revision we time below
-        squashed = AlembicProject(settings, server, version_locations=folder / "versions")
-
-        runs = {"old_chain_build": timed_builds(server, chain, args.repeat),
-                "new_revision_build": timed_builds(server, squashed, args.repeat),
-                "squash_dry_run": timed(lambda: squash_dry_run(env, work), args.repeat)}
-        old_chain, new_revision, squash = (statistics.median(runs[k]) for k in (
-            "old_chain_build", "new_revision_build", "squash_dry_run"))
-        result = {
-            "revisions": revisions,
-            "repeat": args.repeat,
-            "median_s": {"squash_dry_run": round(squash, 3),
-                         "old_chain_build": round(old_chain, 3),
-                         "new_revision_build": round(new_revision, 3)},
-            "runs_s": {k: [round(t, 3) for t in v] for k, v in runs.items()},
-            "squash_vs_builds": round(squash / (old_chain + new_revision), 2),
-            "fresh_install_speedup": round(old_chain / new_revision, 2),
-            "goal": GOAL,
-            "machine": machine(),
-            "server_version": server.version_num,
-            "revision_bytes": sum(p.stat().st_size for p in (folder / "versions").iterdir()),
-        }
-    finally:
-        server.stop(Console(io.StringIO()))
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    report(result)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "squash.json").write_text(json.dumps(result, indent=2) + "\n")
-
-
-def report(result: dict[str, Any]) -> None:
-    t = result["median_s"]
-    builds = t["old_chain_build"] + t["new_revision_build"]
-    ratio = result["squash_vs_builds"]
-    print(f"\n{'(median of ' + str(result['repeat']) + ')':<58} {'seconds':>8}")
-    print(f"{'old chain into an empty database (' + str(result['revisions']) + ' revisions)':<58}"
-          f" {t['old_chain_build']:>8.2f}")
-    print(f"{'squashed revision into an empty database':<58} {t['new_revision_build']:>8.2f}")
-    print(f"{'  sum of the two irreducible builds':<58} {builds:>8.2f}")
-    print(f"{'dbkit squash --dry-run (build, capture, render, prove)':<58} "
-          f"{t['squash_dry_run']:>8.2f}")
-    print(f"squash / builds = {ratio:.2f}x (goal <= {result['goal']:g}x: "
-          f"{'met' if ratio <= result['goal'] else 'NOT met'}); fresh install "
-          f"{result['fresh_install_speedup']:.2f}x faster with the squashed revision; "
-          f"machine: {result['machine']['cores']} cores, {result['machine']['cpu']}")
+    run(quick="--quick" in argv)
 
 
 if __name__ == "__main__":
