@@ -94,7 +94,8 @@ _WIDER = {"integer": "bigint", "varchar(50)": "varchar(200)", "varchar(200)": "t
 _VALUE = {"integer": "{g}", "bigint": "{g} * 1000", "varchar(50)": "'v' || {g}",
           "varchar(200)": "'w' || {g}", "text": "md5({g}::text)",
           "numeric(10,2)": "{g} / 7.0", "numeric(14,4)": "{g} / 3.0", "boolean": "{g} % 2 = 0",
-          "date": "date '2024-01-01' + {g}", "jsonb": "jsonb_build_object('g', {g})",
+          "date": "date '2024-01-01' + ({g})::integer % 3000",
+          "jsonb": "jsonb_build_object('g', {g})",
           "status": "'active'::item_status"}
 
 
@@ -274,7 +275,7 @@ def _view(s: State) -> tuple[str, list[str]] | None:
     else:
         table = s.tables[s.pick(s.tables)]
         table.views.add(name)
-        score = (f", {s.rng.choice(s.functions)}(t.id) AS score" if s.functions and
+        score = (f", {s.rng.choice(s.functions)}(t.id::integer) AS score" if s.functions and
                  s.rng.random() < 0.5 else "")
         if table.parent:
             s.tables[table.parent].views.add(name)

@@ -31,9 +31,12 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         d = big["install"]["derived"]
         out.append(_goal(f"squashed install, database time / psql -f (chain {big['size']})",
                          d["squashed_db_vs_psql"], INSTALL_VS_PSQL))
-        out.append(_goal(f"replaying the {big['size']}-revision chain / squashed install "
-                         "(wall)", d["replay_vs_squashed"], REPLAY_SPEEDUP, higher=True,
-                         note=f"database time alone: {d['replay_db_vs_squashed_db']:.1f}x"))
+        goal = _goal(f"replaying the {big['size']}-revision chain / squashed install "
+                     "(wall)", d["replay_vs_squashed"], REPLAY_SPEEDUP, higher=True,
+                     note=f"database time alone: {d['replay_db_vs_squashed_db']:.1f}x")
+        if big["size"] < 300:
+            goal.update(met=None, note=goal["note"] + "; the goal is for 300 revisions")
+        out.append(goal)
     for r in chains + schemas:
         out.append(_goal(f"squash / the two builds ({r['kind']} {r['size']})",
                          r["squash_vs_builds"], SQUASH_VS_BUILDS))
@@ -160,7 +163,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["## Goals", "", "| goal | measured | target | |", "|---|---:|---:|---|"]
     for g in results["goals"]:
         sign = ">=" if g["higher_is_better"] else "<="
-        verdict = {True: "met", False: "**missed**", None: "not measured"}[g["met"]]
+        verdict = {True: "met", False: "**missed**", None: "not judged"}[g["met"]]
         note = f" ({g['note']})" if g["note"] else ""
         measured = "-" if g["measured"] is None else f"{g['measured']:g} {g['unit']}"
         lines.append(f"| {g['goal']}{note} | {measured} | {sign} {g['target']:g} {g['unit']} "
