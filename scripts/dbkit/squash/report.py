@@ -219,9 +219,11 @@ def markdown(data: dict[str, Any], *, dry_run: bool) -> str:
     lines += ["## Views and materialized views", ""]
     if graph:
         views = sum(1 for v in graph if v["kind"] == "view")
-        lines += [f"{views} views and {len(graph) - views} materialized views, each pointing "
-                  "at the relations it reads (tables are cylinders, materialized views "
-                  "double boxes):", "", *mermaid(graph), ""]
+        matviews = len(graph) - views
+        lines += [f"{views} view{'s' * (views != 1)} and {matviews} materialized "
+                  f"view{'s' * (matviews != 1)}, each pointing at the relations it reads "
+                  "(tables are cylinders, materialized views double boxes):", "",
+                  *mermaid(graph), ""]
     else:
         lines += ["The chain creates no views.", ""]
     lines += ["## Model drift", ""]
