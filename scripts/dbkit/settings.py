@@ -6,13 +6,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
 from dbkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 MODES = ("auto", "docker", "url", "embedded")
 _TRUE = {"1", "true", "yes", "on"}
@@ -122,6 +124,11 @@ def parse_database_url(raw: str) -> URL:
     # Nothing of a URL that does not parse is shown: where its password starts and ends is
     # exactly what cannot be known (a typo'd "@" leaves it anywhere).
     expected = "expected postgresql://user:password@host:5432/dbname; the value is not shown"
+    # Imported here: SQLAlchemy takes a quarter of a second to import, and most runs of
+    # dbkit's own process never need it (the Alembic child has its own).
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(raw)
     except (ArgumentError, ValueError):

@@ -10,18 +10,21 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
-from sqlalchemy.engine import URL
 
 from dbkit.console import Console, mask
 from dbkit.errors import DbkitError, ServerUnreachable, first_line
 from dbkit.pg import tools
 from dbkit.retry import retry
 from dbkit.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 _LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
 _CORE_PARAMS = ("host", "port", "user", "password", "dbname")
@@ -89,6 +92,8 @@ class Server(ABC):
         return text
 
     def sa_url(self, dbname: str | None = None) -> URL:
+        from sqlalchemy.engine import URL  # only here: importing SQLAlchemy takes a while
+
         p = self.params(dbname)
         host = p.get("host") or None
         query = {k: v for k, v in p.items() if k not in _CORE_PARAMS and v}
