@@ -14,8 +14,9 @@ For each, on a private embedded server, each timed from process start to exit:
   two builds no squash can avoid: the old chain and the squashed revision each into an empty
   database (``alembic upgrade head`` in a fresh Alembic child, as dbkit runs it);
 * for the chains, a fresh install three ways: ``alembic upgrade head`` of the whole chain,
-  of the squashed revision, and ``psql -f`` of a plain ``pg_dump`` of the database the chain
-  built (the floor: no Python at all); plus ``python -c pass`` (the interpreter alone) and
+  of the squashed revision, and ``psql -1 -f`` of a plain ``pg_dump`` of the database the
+  chain built (the floor: no Python at all, and one transaction, as Alembic runs an upgrade
+  on PostgreSQL); plus ``python -c pass`` (the interpreter alone) and
   ``alembic heads`` of each project (interpreter, Alembic and reading the revision files, no
   database), which is subtracted from the upgrade to give its database time.
 
@@ -70,8 +71,8 @@ def _alembic(p: Private, project: Path, *args: str, db: str | None = None) -> fl
 
 def _psql_file(p: Private, dump: Path) -> float:
     with scratch.scratch_database(p.server, "benchpsql") as db:
-        inv = p.server.tool("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(dump),
-                                     "-d", db], db)
+        inv = p.server.tool("psql", ["-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-f",
+                                     str(dump), "-d", db], db)
         started = time.perf_counter()
         tools.run(inv, what="psql -f")
         return time.perf_counter() - started

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-INSTALL_VS_PSQL = 1.2       # squashed install's database time / psql -f of a dump
+INSTALL_VS_PSQL = 1.2       # squashed install's database time / psql -1 -f of a dump
 REPLAY_SPEEDUP = 10.0       # replaying the 300-revision chain / squashed install
 SQUASH_VS_BUILDS = 1.5      # dbkit squash / the two irreducible builds
 LINEAR = 1.2                # time per table at the largest size / at the smallest
@@ -193,7 +193,7 @@ def chart(results: dict[str, Any], path: Path) -> bool:
             x = [r["size"] for r in chains]
             for key, label in (("replay_chain", "replay the chain"),
                                ("squashed", "squashed revision"),
-                               ("psql_dump", "psql -f of a dump"),
+                               ("psql_dump", "psql -1 -f of a dump"),
                                ("heads_chain", "alembic heads (no database)"),
                                ("interpreter", "python -c pass")):
                 ax.plot(x, [r["install"][key]["median"] for r in chains], marker="o",
