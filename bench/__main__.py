@@ -8,7 +8,6 @@ run, or when named). Writes ``bench/results/<date>[-quick].json``, ``.md`` and `
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -49,13 +48,8 @@ def main(argv: list[str]) -> None:
     results["postgresql"] = _major(results)
     results["took_s"] = round(time.perf_counter() - started, 1)
     results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    results["goals"] = publish.goals(results)
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / (results["date"] + ("-quick" if args.quick else ""))
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    text = publish.markdown(results)
-    stem.with_suffix(".md").write_text(text)
-    drawn = publish.chart(results, stem.with_suffix(".png"))
+    text, drawn = publish.write(results, stem)
     say("\n" + text)
     say(f"Results: {stem}.json, .md" + (", .png" if drawn else
                                        " (no chart: matplotlib is not installed)"))

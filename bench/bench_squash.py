@@ -16,9 +16,9 @@ For each, on a private embedded server, each timed from process start to exit:
 * for the chains, a fresh install three ways: ``alembic upgrade head`` of the whole chain,
   of the squashed revision, and ``psql -1 -f`` of a plain ``pg_dump`` of the database the
   chain built (the floor: no Python at all, and one transaction, as Alembic runs an upgrade
-  on PostgreSQL); plus ``python -c pass`` (the interpreter alone) and
-  ``alembic heads`` of each project (interpreter, Alembic and reading the revision files, no
-  database), which is subtracted from the upgrade to give its database time.
+  on PostgreSQL); plus ``python -c pass`` (the interpreter alone). The upgrades run through
+  ``bench.alembic_timed``, which also times their parts from inside: imports, reading the
+  revision files, and the upgrade itself (the database time).
 
 Rounds alternate what runs first; min and median of ``repeat`` runs are kept.
 """
@@ -32,11 +32,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import gen_chain, gen_schema
+from bench import gen_chain, gen_schema, publish
 from bench.common import Private, private_server, run_timed, say, squash_dry_run, stats
 from dbkit.pg import scratch, tools
 from dbkit.project.chain import AlembicProject
 
+ROOT = Path(__file__).resolve().parent.parent
 CHAINS = (30, 100, 300)
 SCHEMAS = (100, 300, 1000)
 QUICK_CHAINS = (30,)
@@ -78,23 +79,32 @@ def _psql_file(p: Private, dump: Path) -> float:
         return time.perf_counter() - started
 
 
-def _into_empty(p: Private, project: Path) -> float:
+def _into_empty(p: Private, project: Path, parts: dict[str, list[float]], name: str) -> float:
+    """``alembic upgrade head`` into an empty database, from process start to exit; the
+    parts timed inside (imports, reading the revision files, the upgrade) go to ``parts``."""
     with scratch.scratch_database(p.server, "benchinstall") as db:
-        return _alembic(p, project, "upgrade", "head", db=db)
+        env = p.env(project, DATABASE_URL=p.server.url(db, show_password=True))
+        took, stdout = run_timed([sys.executable, "-m", "bench.alembic_timed",
+                                  str(project / "alembic.ini")], env=env, cwd=ROOT,
+                                 what="alembic upgrade head")
+    for part, seconds in json.loads(stdout.strip().splitlines()[-1]).items():
+        if part != "revisions":
+            parts.setdefault(f"{name}_{part}", []).append(seconds)
+    return took
 
 
 def fresh_install(p: Private, project: Path, squashed: Path, repeat: int) -> dict[str, Any]:
-    """The chain, its squashed revision and psql -f of a dump, each into an empty database."""
+    """The chain, its squashed revision and psql -1 -f of a dump, each into an empty
+    database; and the interpreter alone."""
     dump = project.with_name(project.name + ".sql")
     with scratch.scratch_database(p.server, "benchdump") as db:
         _alembic(p, project, "upgrade", "head", db=db)
         tools.run(p.server.tool("pg_dump", ["-f", str(dump)], db), what="pg_dump")
+    parts: dict[str, list[float]] = {}
     steps = {
         "interpreter": lambda: run_timed([sys.executable, "-c", "pass"])[0],
-        "heads_chain": lambda: _alembic(p, project, "heads"),
-        "heads_squashed": lambda: _alembic(p, squashed, "heads"),
-        "replay_chain": lambda: _into_empty(p, project),
-        "squashed": lambda: _into_empty(p, squashed),
+        "replay_chain": lambda: _into_empty(p, project, parts, "replay_chain"),
+        "squashed": lambda: _into_empty(p, squashed, parts, "squashed"),
         "psql_dump": lambda: _psql_file(p, dump),
     }
     runs: dict[str, list[float]] = {k: [] for k in steps}
@@ -102,18 +112,8 @@ def fresh_install(p: Private, project: Path, squashed: Path, repeat: int) -> dic
     for round_ in range(repeat):
         for name in names if round_ % 2 == 0 else reversed(names):
             runs[name].append(steps[name]())
-    out: dict[str, Any] = {k: stats(v) for k, v in runs.items()}
-    med = {k: v["median"] for k, v in out.items()}
-    chain_db = max(med["replay_chain"] - med["heads_chain"], 1e-3)
-    squashed_db = max(med["squashed"] - med["heads_squashed"], 1e-3)
-    out["derived"] = {
-        "replay_db_s": round(chain_db, 3),
-        "squashed_db_s": round(squashed_db, 3),
-        "squashed_db_vs_psql": round(squashed_db / med["psql_dump"], 2),
-        "replay_vs_squashed": round(med["replay_chain"] / med["squashed"], 2),
-        "replay_db_vs_squashed_db": round(chain_db / squashed_db, 2),
-        "dump_bytes": dump.stat().st_size,
-    }
+    out: dict[str, Any] = {k: stats(v) for k, v in {**runs, **parts}.items()}
+    out["dump_bytes"] = dump.stat().st_size
     return out
 
 
@@ -146,13 +146,9 @@ def measure(p: Private, kind: str, size: int, repeat: int) -> dict[str, Any]:
         "warmup_s": round(warm, 3),
         **{k: stats(v) for k, v in runs.items()},
     }
-    builds = result["build_old"]["median"] + result["build_new"]["median"]
-    result["squash_vs_builds"] = round(result["squash"]["median"] / builds, 2)
-    result["squash_per_table_ms"] = round(
-        1000 * result["squash"]["median"] / max(1, report["captured"].get("tables", 1)), 2)
     if kind == "chain":
         result["install"] = fresh_install(p, project, squashed_dir, repeat)
-    return result
+    return publish.derive(result)
 
 
 def _line(r: dict[str, Any]) -> str:
