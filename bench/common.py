@@ -59,7 +59,9 @@ class Private:
 
 
 @contextmanager
-def private_server(prefix: str, *, keep: bool = False) -> Iterator[Private]:
+def private_server(prefix: str, *, keep: bool = False,
+                   settings: dict[str, str] | None = None) -> Iterator[Private]:
+    """``settings``: server settings (ALTER SYSTEM) applied with a restart before use."""
     work = Path(tempfile.mkdtemp(prefix=f"dbkit-bench-{prefix}-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update({"DB_MODE": "embedded", "PGDATA_DIR": str(work / "pgdata"),
@@ -69,6 +71,16 @@ def private_server(prefix: str, *, keep: bool = False) -> Iterator[Private]:
     server = EmbeddedServer(load_settings(work, env, env_file=Path("/nonexistent")))
     try:
         server.ensure_running()
+        if settings:
+            conn = server.connect("postgres")
+            try:
+                with conn.cursor() as cur:
+                    for name, value in settings.items():
+                        cur.execute(f"ALTER SYSTEM SET {name} = %s", (value,))
+            finally:
+                conn.close()
+            server.stop(Console(io.StringIO()))
+            server.ensure_running()
         yield Private(work, server, env)
     finally:
         server.stop(Console(io.StringIO()))
