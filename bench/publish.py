@@ -49,7 +49,7 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     if chains:
         big = chains[-1]
         d = big["install"]["derived"]
-        out.append(_goal(f"squashed install, database time / psql -f (chain {big['size']})",
+        out.append(_goal(f"squashed install, database time / psql -1 -f (chain {big['size']})",
                          d["squashed_db_vs_psql"], INSTALL_VS_PSQL))
         goal = _goal(f"replaying the {big['size']}-revision chain / squashed install "
                      "(wall)", d["replay_vs_squashed"], REPLAY_SPEEDUP, higher=True,
