@@ -84,7 +84,8 @@ def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run
         if dry_run:
             # Nothing to confirm: the old chain is built while the run goes on (not during a
             # backup: its timing is reported and must not compete with pg_dump).
-            chain_a = _in_background(_build_chain, server, old_chain, ready, plan.top)
+            chain_a = _in_background(_build_chain, server, old_chain, ready,
+                                     plan.until or "head")
         if not dry_run:
             guard_destructive(settings, server, "squash the migration chain")
         outcome.revision = uuid.uuid4().hex[:12] if new_revision else plan.top
@@ -284,7 +285,7 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
                   "revisions)"):
         a, baseline, outcome.old_chain_seconds = (
             chain_a.result() if chain_a is not None
-            else _build_chain(server, project, ready, plan.top))
+            else _build_chain(server, project, ready, plan.until or "head"))
         version_key, version_table = _landed(server, a, plan)
     with out.step("Capturing what the chain built"):
         conn = server.connect(a)
