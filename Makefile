@@ -11,7 +11,7 @@ VENV_STAMP := $(VENV)/.dbkit-installed
 .PHONY: db-migration-backup db-backup-full db-backups db-backup-verify db-migration-restore \
 	db-restore-full db-backup-prune
 .PHONY: db-validate-schema
-.PHONY: db-squash-migrations
+.PHONY: db-squash-migrations db-archive-prune
 
 help: ## Show this list
 	@$(PYTHON) scripts/make_help.py $(MAKEFILE_LIST)
@@ -54,7 +54,7 @@ db-url: $(VENV_STAMP) ## Print the development database URL (FORMAT=libpq for ps
 db-psql: $(VENV_STAMP) ## Open psql on the development database
 	@$(DBKIT) psql
 
-db-upgrade: $(VENV_STAMP) ## alembic upgrade head on the development database (REVISION=...)
+db-upgrade: $(VENV_STAMP) ## alembic upgrade head on the development database, catching up through archived chains (REVISION=..., SQL=1 prints the SQL)
 	@$(DBKIT) upgrade
 
 db-current: $(VENV_STAMP) ## Show the development database's revision
@@ -90,5 +90,8 @@ db-backup-prune: $(VENV_STAMP) ## Delete all but the newest KEEP backups (KEEP=N
 db-validate-schema: $(VENV_STAMP) ## Compare the database with the app (JSON=1; exit 0 in sync, 1 drift, 2 could not check)
 	@$(DBKIT) validate
 
-db-squash-migrations: $(VENV_STAMP) ## Squash the chain into one proven revision (DRY_RUN=1, CONFIRM=squash, NEW_REVISION=1, ARCHIVE=0, RESET=1)
+db-squash-migrations: $(VENV_STAMP) ## Squash the chain into one proven revision (DRY_RUN=1, CONFIRM=squash, NEW_REVISION=1, ARCHIVE=0, RESET=1, UNTIL=<rev>)
 	@$(DBKIT) squash
+
+db-archive-prune: $(VENV_STAMP) ## Remove an archived chain every database has passed (ARCHIVE=<name>; asks; CONFIRM=prune)
+	@$(DBKIT) archive-prune

@@ -226,7 +226,10 @@ def test_squash_replaces_the_versions_directory_and_keeps_the_old_files(
     archived = list((versions.parent / "versions_archived").iterdir())
     assert len(archived) == 1
     old_files = {k: v for k, v in hashes.items() if k not in ("__init__.py", "README.txt")}
-    assert vdir.file_hashes(archived[0]) == old_files
+    index = json.loads((archived[0] / "dbkit_archive.json").read_text())
+    assert {k: v for k, v in vdir.file_hashes(archived[0]).items()
+            if k != "dbkit_archive.json"} == old_files == index["files"]
+    assert index["last"] == index["squashed"] == head and len(index["revisions"]) == count
     made = [p for p in (project_dir / "backups").iterdir() if not p.name.startswith(".")]
     assert len(made) == 1
     assert vdir.file_hashes(made[0] / "migrations") == hashes
@@ -275,9 +278,14 @@ def test_a_development_database_behind_head_is_told_what_to_do_or_rebuilt(
     AlembicProject(settings, server).upgrade(fresh_db, "0a0100000001")
     result = run_cli(["squash", "--dry-run"], env, cwd=project_dir)
     assert result.code == 0, result.err
-    assert "behind the head" in result.out
-    assert "older than the old head 0a0100000003" in result.out
-    assert "version_locations" in result.out
+    assert "behind 0a0100000003: afterwards `make db-upgrade` catches it up" in result.out
+    assert ("is at 0a0100000001, older than 0a0100000003 (the squashed revision): after the "
+            "real squash, `make db-upgrade` catches it up") in result.out
+    assert "None" not in result.out
+    no_archive = run_cli(["squash", "--dry-run"], dict(env, ARCHIVE="0"), cwd=project_dir)
+    assert no_archive.code == 0, no_archive.err
+    assert "a squash with ARCHIVE=0 keeps no archive to catch it up through" in no_archive.out
+    assert "None" not in no_archive.out
 
     result = run_cli(["squash"], dict(env, RESET="1"), cwd=project_dir)
     assert result.code == 0, result.err

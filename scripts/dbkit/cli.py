@@ -16,7 +16,17 @@ from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from dbkit import __version__
-from dbkit.commands import backup, demo, everyday, reset, restore, squash, validate, verify
+from dbkit.commands import (
+    archive,
+    backup,
+    demo,
+    everyday,
+    reset,
+    restore,
+    squash,
+    validate,
+    verify,
+)
 from dbkit.console import Console
 from dbkit.errors import ConfigError, DbkitError
 from dbkit.project.recovery import repair
@@ -27,7 +37,8 @@ Verb = Callable[..., "int | None"]
 
 # The verbs that read the versions directory: each first repairs a swap a killed run left.
 READS_VERSIONS = {"upgrade", "current", "history", "reset", "demo", "migration-backup",
-                  "backup-full", "migration-restore", "restore-full", "validate", "squash"}
+                  "backup-full", "migration-restore", "restore-full", "validate", "squash",
+                  "archive-prune"}
 
 VERBS: dict[str, Verb] = {
     "up": everyday.up,
@@ -48,6 +59,7 @@ VERBS: dict[str, Verb] = {
     "restore-full": restore.restore_full,
     "validate": validate.validate,
     "squash": squash.squash,
+    "archive-prune": archive.archive_prune,
 }
 
 

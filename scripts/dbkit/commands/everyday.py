@@ -9,6 +9,7 @@ from dbkit.errors import ConfigError
 from dbkit.pg.docker import DockerServer
 from dbkit.pg.embedded import EmbeddedServer
 from dbkit.pg.mode import get_server
+from dbkit.project import archive
 from dbkit.project.chain import AlembicProject
 from dbkit.settings import Settings
 
@@ -57,17 +58,34 @@ def psql(settings: Settings, out: Console) -> None:
     os.execvpe(inv.argv[0], inv.argv, inv.env)
 
 
-def upgrade(settings: Settings, out: Console, *, revision: str = "head") -> None:
-    """Apply migrations to the development database (alembic upgrade REVISION, default head)."""
+def upgrade(settings: Settings, out: Console, *, revision: str = "head",
+            sql: bool = False) -> None:
+    """Apply migrations to the development database (alembic upgrade REVISION, default head).
+
+    A database at a revision a squash replaced catches up through the archived chain
+    (versions_archived/), stage by stage, then the versions directory. SQL=1 prints the SQL of
+    the whole upgrade (Alembic's offline mode) for review instead of running it.
+    """
     server = get_server(settings)
     project = AlembicProject(settings, server)  # checks the Alembic config before any start
     server.ensure_running(out)
-    if not server.database_exists(server.dev_db):
-        server.create_database(server.dev_db)
-        out.say(f"Created database {server.dev_db}")
-    with out.step(f"Upgrading {server.dev_db} to {revision}"):
-        project.upgrade(server.dev_db, revision)
-    out.result(f"{server.dev_db} is at {', '.join(project.current(server.dev_db)) or 'base'}")
+    db = server.dev_db
+    exists = server.database_exists(db)
+    stages = archive.stages_for(project, db, target=revision, current=None if exists else [])
+    if sql:
+        out.out.write(archive.offline_sql(settings, server, db, stages))
+        return
+    if not exists:
+        server.create_database(db)
+        out.say(f"Created database {db}")
+    if len(stages) == 1:
+        with out.step(f"Upgrading {db} to {revision}"):
+            project.upgrade(db, revision)
+    else:
+        out.say(f"{db} is at {', '.join(stages[0].start)}, a revision a squash replaced: it "
+                f"catches up in {len(stages)} stages")
+        archive.catch_up(settings, server, db, stages, out)
+    out.result(f"{db} is at {', '.join(project.current(db)) or 'base'}")
 
 
 def current(settings: Settings, out: Console) -> None:

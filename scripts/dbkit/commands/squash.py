@@ -16,6 +16,7 @@ def squash(
     new_revision: bool = False,
     archive: bool = True,
     reset: bool = False,
+    until: str = "",
 ) -> int:
     """Squash the migration chain into one revision proven identical to it (asks; CONFIRM=squash).
 
@@ -24,6 +25,8 @@ def squash(
     then needs an `alembic stamp --purge`); by default it keeps the old head's id. ARCHIVE=0
     skips the copy of the old files in versions_archived/ (the backup always has them).
     RESET=1 rebuilds the development database from the squashed revision afterwards.
+    UNTIL=<rev> squashes base..rev into one revision keeping rev's id and leaves the revisions
+    after it as they are (rev must be a point every path from base to head passes through).
     """
     return flow.run(settings, out, confirm=confirm, dry_run=dry_run, new_revision=new_revision,
-                    archive=archive, reset=reset)
+                    archive=archive, reset=reset, until=until)

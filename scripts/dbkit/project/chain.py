@@ -69,8 +69,11 @@ class AlembicProject:
         # Set: every operation runs in this one warm child instead of a child of its own.
         self.child = child
 
-    def _run(self, op: str, *args: str, dbname: str | None = None) -> dict[str, Any]:
+    def _run(self, op: str, *args: str, dbname: str | None = None,
+             url: str | None = None) -> dict[str, Any]:
         spec: dict[str, Any] = {"config": str(self.config), "op": op, "args": list(args)}
+        if url is not None:  # a database's URL for its dialect only: nothing connects to it
+            spec["url"] = url
         if self.version_locations is not None:
             spec["version_locations"] = str(self.version_locations)
         if dbname is not None:
@@ -152,10 +155,18 @@ class AlembicProject:
     def upgrade(self, dbname: str, target: str = "head") -> str:
         return str(self._run("upgrade", target, dbname=dbname)["stderr"])
 
-    def build(self, dbname: str) -> float:
-        """``alembic upgrade head``; the seconds the upgrade took in the child (its
-        interpreter's start not counted, so that every build is timed alike)."""
-        return float(self._run("upgrade", "head", dbname=dbname)["seconds"])
+    def build(self, dbname: str, target: str = "head") -> float:
+        """``alembic upgrade head`` (or ``target``); the seconds the upgrade took in the child
+        (its interpreter's start not counted, so that every build is timed alike)."""
+        return float(self._run("upgrade", target, dbname=dbname)["seconds"])
+
+    def upgrade_sql(self, dbname: str, start: str | None, target: str = "head") -> str:
+        """``alembic upgrade --sql start:target``: the SQL an upgrade of ``dbname`` from
+        ``start`` (None: base) would run, for review; nothing connects to the database."""
+        assert self.server is not None
+        url = self.server.sa_url(dbname).render_as_string(hide_password=False)
+        span = f"{start}:{target}" if start else target
+        return str(self._run("upgrade_sql", span, url=url)["data"])
 
     def downgrade(self, dbname: str, target: str = "base") -> str:
         return str(self._run("downgrade", target, dbname=dbname)["stderr"])

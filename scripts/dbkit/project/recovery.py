@@ -14,13 +14,12 @@ the intent a killed run left (``versions.write_intent``) is carried out:
 from __future__ import annotations
 
 import shutil
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dbkit.errors import DbkitError
 from dbkit.pg.mode import get_server
-from dbkit.project import versions
+from dbkit.project import archive, versions
 from dbkit.settings import Settings
 
 
@@ -94,15 +93,10 @@ def _finish_squash(intent: dict[str, Any]) -> list[str]:
                 f"backup {backup} (no archive was made; the report was not written)"]
     archived = None
     if intent.get("archive"):
-        stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
-        archived = vd.parent / "versions_archived" / stamp
-        n = 2
-        while archived.exists():
-            archived = archived.with_name(f"{stamp}_{n}")
-            n += 1
-        for rel in intent["revision_files"]:
-            (archived / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(holder / rel, archived / rel)
+        index = intent.get("archive_index") or {}
+        archived = archive.make(vd, holder, intent["revision_files"],
+                                revisions=index.get("revisions", []),
+                                last=index.get("last", ""), squashed=index.get("squashed", ""))
     shutil.rmtree(holder, ignore_errors=True)
     where = f"archived in {archived} and kept" if archived else "kept"
     return [f"Finished an interrupted squash of {vd}: the old revision files are {where} in "

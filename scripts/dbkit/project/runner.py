@@ -159,6 +159,11 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             data = _backup_info(cfg, script, out, url)
         elif op == "validate":
             data = model_diff.validation_facts(cfg, script, url, args[0], _with_env)
+        elif op == "upgrade_sql":
+            # Offline (``alembic upgrade --sql``): the SQL, not run; no connection is made.
+            cfg.output_buffer = io.StringIO()
+            command.upgrade(cfg, args[0], sql=True)
+            data = cfg.output_buffer.getvalue()
         else:
             with _connection(url) as conn:
                 cfg.attributes["connection"] = conn

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,12 @@ from dbkit.errors import (
     ConfigError,
     DbkitError,
     ProofFailed,
-    ServerUnreachable,
 )
 from dbkit.files import fsync_dir
 from dbkit.pg import catalog, scratch
 from dbkit.pg.mode import get_server
 from dbkit.pg.server import Server
+from dbkit.project import archive as archives
 from dbkit.project import versions as vdir
 from dbkit.project.chain import AlembicChild, AlembicProject, one_head
 from dbkit.project.version_table import read_versions
@@ -42,7 +41,8 @@ from dbkit.safety import checkpoint, destructive_lock, guard_destructive, projec
 from dbkit.safety import confirm as ask
 from dbkit.settings import Settings
 from dbkit.squash import ddl as capture
-from dbkit.squash import prove, render
+from dbkit.squash import partial, prove, render
+from dbkit.squash.adopt import adopt, reset_dev
 from dbkit.squash.kinds import HEADLINE
 from dbkit.squash.report import failure_report, report, view_graph
 from dbkit.squash.state import Outcome, Plan
@@ -54,9 +54,13 @@ _PURPOSES = ("squasha", "squashb")
 # -- the run ----------------------------------------------------------------------------------
 
 def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run: bool = False,
-        new_revision: bool = False, archive: bool = True, reset: bool = False) -> int:
+        new_revision: bool = False, archive: bool = True, reset: bool = False,
+        until: str = "") -> int:
     """The whole squash; ``commands/squash.py`` is its verb (and says what the options do)."""
     started = time.perf_counter()
+    if until and new_revision:
+        raise ConfigError("UNTIL= and NEW_REVISION=1 do not go together: the revisions kept "
+                          "after UNTIL name its id as their down_revision")
     server = get_server(settings)
     server.ensure_running(out)
     settings.require_alembic()  # a project that is not there is said before anything starts
@@ -76,14 +80,15 @@ def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run
         chain_a: Future | None = None
         if dry_run:
             ready = _scratch(databases, server, old_child, new_child)
-        plan = preflight(settings, server, old_chain)
+        plan = preflight(settings, server, old_chain, until=until.strip() or None)
         if dry_run:
             # Nothing to confirm: the old chain is built while the run goes on (not during a
             # backup: its timing is reported and must not compete with pg_dump).
-            chain_a = _in_background(_build_chain, server, old_chain, ready)
+            chain_a = _in_background(_build_chain, server, old_chain, ready,
+                                     plan.until or "head")
         if not dry_run:
             guard_destructive(settings, server, "squash the migration chain")
-        outcome.revision = uuid.uuid4().hex[:12] if new_revision else plan.head
+        outcome.revision = uuid.uuid4().hex[:12] if new_revision else plan.top
         _show_plan(out, settings, server, plan, outcome.revision, dry_run=dry_run,
                    archive=archive, reset=reset)
         if not dry_run:
@@ -108,7 +113,7 @@ def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run
             databases.close()  # nothing waits for the user with scratch databases open
             if not dry_run:
                 _review(out, outcome)
-                _intend(plan, staged, made, archive=archive)
+                _intend(plan, staged, made, archive=archive, squashed=outcome.revision)
                 old = swap(settings, plan, staged, outcome, out=out)
         except BaseException as err:
             if not dry_run:
@@ -124,12 +129,14 @@ def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run
             raise
         if not dry_run:
             # The squash is in place: what is left cannot undo it, only tidy up.
-            outcome.archived = retire(plan, old, made, archive=archive, out=out)
+            outcome.archived = retire(plan, old, made, archive=archive, out=out,
+                                      squashed=outcome.revision)
             vdir.clear_intent(plan.versions_dir)
     if reset and not dry_run:
         # The squash's confirmation covers the rebuild it announced.
         reset_dev(settings, server, out)
-    outcome.adopt = adopt(settings, server, plan, outcome, reset=reset and not dry_run)
+    outcome.adopt = adopt(settings, server, plan, outcome, reset=reset and not dry_run,
+                          dry_run=dry_run, archive=archive)
     outcome.took = time.perf_counter() - started
     report(out, settings, plan, outcome, dry_run=dry_run)
     return 0
@@ -137,10 +144,14 @@ def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run
 
 # -- preflight --------------------------------------------------------------------------------
 
-def preflight(settings: Settings, server: Server, project: AlembicProject) -> Plan:
-    """One head, one readable versions directory, the server answers; nothing is changed."""
+def preflight(settings: Settings, server: Server, project: AlembicProject, *,
+              until: str | None = None) -> Plan:
+    """One head, one readable versions directory, the server answers; nothing is changed.
+    With ``until``: the part squashed and the revisions kept (squash/partial.py)."""
     revisions = list(reversed(project.revisions()))  # oldest first
+    squashed, kept = partial.split(revisions, until) if until else (revisions, [])
     head = one_head(revisions, project.config.parent)
+    until = squashed[-1].revision if until else None
     dirs = sorted({r.path.parent for r in revisions})
     if len(dirs) != 1:
         raise ConfigError(
@@ -152,8 +163,8 @@ def preflight(settings: Settings, server: Server, project: AlembicProject) -> Pl
         raise ConfigError(f"the versions directory {versions} is not readable and writable")
     dev_exists = server.database_exists(server.dev_db)
     known = {r.revision for r in revisions}
-    return Plan(head=head, revisions=revisions, versions_dir=versions,
-                revision_files=[r.path for r in revisions],
+    return Plan(head=head, revisions=squashed, versions_dir=versions, until=until, kept=kept,
+                revision_files=[r.path for r in squashed],
                 hashes=vdir.file_hashes(versions), dev_exists=dev_exists,
                 dev_current=read_versions(server, server.dev_db, known)[1]
                 if dev_exists else None)
@@ -165,15 +176,21 @@ def _show_plan(out: Console, settings: Settings, server: Server, plan: Plan, rev
     out.say(f"Squash the migration chain of {settings.alembic_config}:")
     out.say(f"  {len(plan.revisions)} revisions, {plan.first.revision} "
             f"({plan.first.doc.strip() or 'no message'}) … {last.revision} "
-            f"({last.doc.strip() or 'no message'}, head)")
-    same = rev_id == plan.head
+            f"({last.doc.strip() or 'no message'}, {'UNTIL' if plan.until else 'head'})")
+    if plan.kept:
+        out.say(f"  the {len(plan.kept)} revisions after it, up to the head {plan.head}, are "
+                "kept as they are")
+    same = rev_id == plan.top
     out.say(f"  into one revision {rev_id}"
-            + (" (the head's id: databases at head need nothing)" if same else
+            + (f" (the {'UNTIL' if plan.until else 'head'} revision's id: databases at it "
+               "need nothing)" if same else
                " (a new id: every existing database then needs `alembic stamp --purge`)"))
     out.say("  steps: " + ("" if dry_run else "back up → ") + "build the old chain in "
             "scratch database A → capture what it built → write one revision → prove a "
             "database built from it identical to A (schema, rows, sequences; down to base and "
-            "up again)" + ("" if dry_run else f" → replace {plan.versions_dir}"))
+            "up again)" + (" → the whole new versions directory identical to the old chain "
+                           "at head" if plan.kept else "")
+            + ("" if dry_run else f" → replace {plan.versions_dir}"))
     if dry_run:
         out.say("  dry run: nothing in the project is touched")
     elif archive:
@@ -183,11 +200,12 @@ def _show_plan(out: Console, settings: Settings, server: Server, plan: Plan, rev
         out.say("  the old files go into the backup (ARCHIVE=0: no versions_archived copy)")
     out.say(f"  development database {server.dev_db}: {_dev_state(plan)}"
             + ("; rebuilt from the squashed revision afterwards (RESET=1)" if reset else ""))
-    if plan.dev_current and plan.dev_current != [plan.head] and not reset:
-        out.say(out.paint(
-            f"  warning: {server.dev_db} is behind the head; after the squash it cannot be "
-            "upgraded by the chain any more. Upgrade it first (make db-upgrade), or rebuild "
-            "it afterwards (RESET=1)", "yellow"))
+    if plan.lagging and not reset:
+        out.say(f"  {server.dev_db} is behind {plan.top}: afterwards `make db-upgrade` catches "
+                "it up through the archived chain" if archive else out.paint(
+                    f"  warning: {server.dev_db} is behind {plan.top}; with ARCHIVE=0 no "
+                    "archive can catch it up after the squash. Upgrade it first (make "
+                    "db-upgrade), or rebuild it afterwards (RESET=1)", "yellow"))
 
 
 def _dev_state(plan: Plan) -> str:
@@ -243,12 +261,13 @@ def _in_background(fn: Callable[..., Any], *args: Any) -> Future:
     return future
 
 
-def _build_chain(server: Server, project: AlembicProject,
-                 ready: Callable[[int], list[str]]) -> tuple[str, catalog.Snapshot, float]:
-    """A ← the old chain: its name, its snapshot while still empty, the build's seconds."""
+def _build_chain(server: Server, project: AlembicProject, ready: Callable[[int], list[str]],
+                 target: str) -> tuple[str, catalog.Snapshot, float]:
+    """A ← the old chain to ``target``: its name, its snapshot while still empty, the
+    build's seconds."""
     a, = ready(1)
     baseline = catalog.snapshot_of(server, a)
-    seconds = project.build(a)
+    seconds = project.build(a, target)
     if project.child is not None:
         project.child.finish()  # it has nothing more to do: let it end meanwhile
     return a, baseline, seconds
@@ -265,7 +284,8 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
     with out.step(f"Building database A from the old chain ({len(plan.revisions)} "
                   "revisions)"):
         a, baseline, outcome.old_chain_seconds = (
-            chain_a.result() if chain_a is not None else _build_chain(server, project, ready))
+            chain_a.result() if chain_a is not None
+            else _build_chain(server, project, ready, plan.until or "head"))
         version_key, version_table = _landed(server, a, plan)
     with out.step("Capturing what the chain built"):
         conn = server.connect(a)
@@ -288,7 +308,7 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
     if b_current.result():
         raise DbkitError(f"the scratch database {b} is not empty")
     proof = prove.prove(server, new, a=a, b=b, baseline=baseline, version_key=version_key,
-                        out=out)
+                        out=out, target=outcome.revision if plan.kept else "head")
     landed_b = read_versions(server, b, {outcome.revision})
     if landed_b != (version_key, [outcome.revision]):
         raise ProofFailed(f"proof failed: B is at {landed_b[1]} in {landed_b[0]}, not at "
@@ -297,6 +317,11 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
     outcome.checks = proof.checks
     outcome.drift, outcome.drift_note = proof.model_diff, proof.model_diff_note
     outcome.b_snapshot = proof.snapshot
+    if plan.kept:  # a partial squash: the whole new directory against the whole old chain
+        checks, outcome.b_snapshot, outcome.drift, outcome.drift_note = partial.prove_whole(
+            server, AlembicProject(project.settings, server), new, a=a, b=b,
+            version_key=version_key, out=out)
+        outcome.checks += checks
 
 
 def _scratch(databases: ExitStack, server: Server,
@@ -345,9 +370,9 @@ def _landed(server: Server, dbname: str, plan: Plan) -> tuple[str, tuple[str | N
     Returns Alembic's version table as ``schema.table`` and as (schema, table).
     """
     key, versions = read_versions(server, dbname, {r.revision for r in plan.revisions})
-    if key is None or versions != [plan.head]:
+    if key is None or versions != [plan.top]:
         raise ChainBuildFailed(
-            f"alembic upgrade head did not land in the scratch database dbkit gave it (its "
+            f"alembic upgrade {plan.top} did not land in the scratch database dbkit gave it (its "
             f"version table holds {versions or 'nothing'}): the project's env.py must use "
             "config.attributes['connection'] or the sqlalchemy.url it is given"
         )
@@ -387,9 +412,10 @@ def swap(settings: Settings, plan: Plan, staged: Path, outcome: Outcome, *,
         checkpoint("squash-replaced")
         try:
             heads = AlembicProject(settings, None).heads()
-            if heads != [outcome.revision]:
+            expected = plan.head if plan.kept else outcome.revision
+            if heads != [expected]:
                 raise DbkitError(f"after the swap Alembic sees heads {heads}, not "
-                                 f"{outcome.revision}; the old versions were put back")
+                                 f"{expected}; the old versions were put back")
         except BaseException:
             shutil.rmtree(vdir.swap_in(old, versions_dir))
             raise
@@ -398,33 +424,32 @@ def swap(settings: Settings, plan: Plan, staged: Path, outcome: Outcome, *,
     return old
 
 
-def _intend(plan: Plan, staged: Path, made: manifest.Backup, *, archive: bool) -> None:
+def _intend(plan: Plan, staged: Path, made: manifest.Backup, *, archive: bool,
+            squashed: str) -> None:
     """What a run killed from here on meant to do: the next dbkit run finishes it
     (project/recovery.py)."""
     vdir.write_intent(plan.versions_dir, {
         "kind": "squash", "backup": str(made.path), "archive": archive,
         "old_hashes": plan.hashes, "new_hashes": vdir.file_hashes(staged),
         "revision_files": [p.relative_to(plan.versions_dir).as_posix()
-                           for p in plan.revision_files]})
+                           for p in plan.revision_files],
+        "archive_index": {"revisions": [r.revision for r in plan.revisions],
+                          "last": plan.top, "squashed": squashed}})
 
 
 def retire(plan: Plan, old: Path, made: manifest.Backup, *, archive: bool,
-           out: Console) -> Path | None:
-    """The old revision files: copied to versions_archived/<timestamp>/ (unless ARCHIVE=0),
-    then the old folder goes; the backup has held them since before anything changed."""
+           out: Console, squashed: str) -> Path | None:
+    """The old revision files: copied to versions_archived/<timestamp>/ with their index
+    (unless ARCHIVE=0; project/archive.py), then the old folder goes; the backup has held
+    them since before anything changed."""
     archived = None
     try:
         if archive:
-            stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
-            archived = plan.versions_dir.parent / "versions_archived" / stamp
-            n = 2
-            while archived.exists():
-                archived = archived.with_name(f"{stamp}_{n}")
-                n += 1
-            for path in plan.revision_files:
-                rel = path.relative_to(plan.versions_dir)
-                (archived / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(old / rel, archived / rel)
+            archived = archives.make(
+                plan.versions_dir, old,
+                [p.relative_to(plan.versions_dir).as_posix() for p in plan.revision_files],
+                revisions=[r.revision for r in plan.revisions], last=plan.top,
+                squashed=squashed)
         shutil.rmtree(old)
     except OSError as err:
         raise DbkitError(
@@ -449,73 +474,3 @@ def _require_unchanged(plan: Plan) -> None:
             f"the versions directory {plan.versions_dir} is not as it was "
             f"({len(changed)} files differ): restore it from the backup's migrations/ folder"
         )
-
-
-# -- adopt ------------------------------------------------------------------------------------
-
-def reset_dev(settings: Settings, server: Server, out: Console) -> None:
-    """RESET=1: the development database rebuilt from the squashed revision (the squash's
-    confirmation and production guard cover it)."""
-    project = AlembicProject(settings, server)
-    with destructive_lock(settings, server, "reset"):
-        scratch.sweep_stale(server)
-        scratch.rebuild(server, server.dev_db, lambda db: project.upgrade(db, "head"), out)
-
-
-def adopt(settings: Settings, server: Server, plan: Plan, outcome: Outcome, *,
-          reset: bool) -> list[str]:
-    """What the development database needs now (never changed here; RESET=1 rebuilt it)."""
-    dev = server.dev_db
-    ini = settings.alembic_config
-    if reset:
-        state = "rebuilt from the squashed revision (RESET=1)"
-    elif not plan.dev_exists:
-        return [f"{dev} does not exist: `make db-upgrade` builds it from the squashed revision"]
-    elif not plan.dev_current:
-        return [f"{dev} is empty: `make db-upgrade` builds it from the squashed revision"]
-    elif not set(plan.dev_current) <= {r.revision for r in plan.revisions}:
-        return [f"{dev} is at {', '.join(plan.dev_current)}, which is not a revision of this "
-                "chain: dbkit cannot tell what it needs; compare it with the squashed schema "
-                "(make db-validate-schema) before using it"]
-    elif plan.dev_current != [plan.head]:
-        where = outcome.archived or (outcome.backup / manifest.MIGRATIONS if outcome.backup
-                                     else None)
-        lines = [
-            f"{dev} is at {', '.join(plan.dev_current)}, older than the old head {plan.head}: "
-            "it cannot follow the squash. Either rebuild it from the squashed revision (its "
-            "rows are lost): `make db-reset CONFIRM=reset`, or keep its rows by upgrading it "
-            "with the old chain first:",
-            f"  cd {ini.parent} && python -c \"from alembic import command; "
-            f"from alembic.config import Config; c = Config('{ini.name}'); "
-            f"c.set_main_option('version_locations', '{where}'); "
-            f"command.upgrade(c, '{plan.head}')\"",
-        ]
-        if outcome.new_revision:
-            lines.append(f"  then: alembic -c {ini} stamp --purge {outcome.revision}")
-        return lines
-    else:
-        state = "at the old head"
-    lines: list[str] = []
-    if outcome.new_revision and not reset:
-        lines.append(f"{dev} is at the old head {plan.head}; the squashed revision has a new "
-                     f"id: stamp every database that was at the head with")
-        lines.append(f"  alembic -c {ini} stamp --purge {outcome.revision}")
-    else:
-        lines.append(f"{dev} is already at the squashed revision {outcome.revision} ({state}): "
-                     "nothing to do")
-    if outcome.b_snapshot is not None:
-        try:
-            dev_snapshot = catalog.snapshot_of(server, dev)
-        except ServerUnreachable:
-            return lines
-        differences = catalog.diff_snapshots(dev_snapshot, outcome.b_snapshot,
-                                             names=(dev, "squashed"))
-        if differences:
-            lines.append(f"{dev}'s schema differs from a fresh build of the squashed revision "
-                         f"in {len(differences)} places (reported, not changed):")
-            lines += [f"  {d}" for d in differences[:20]]
-            if len(differences) > 20:
-                lines.append(f"  ... and {len(differences) - 20} more (squash_report.json)")
-        else:
-            lines.append(f"{dev}'s schema is identical to a fresh build of the squashed revision")
-    return lines

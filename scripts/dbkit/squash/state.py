@@ -21,10 +21,24 @@ class Plan:
     hashes: dict[str, str]  # the versions directory before we touch it
     dev_exists: bool
     dev_current: list[str] | None  # None: no such database; []: at base
+    until: str | None = None  # UNTIL=: the last revision squashed (a partial squash)
+    kept: list[Revision] = field(default_factory=list)  # after ``until``, oldest first
 
     @property
     def first(self) -> Revision:
         return self.revisions[0]
+
+    @property
+    def top(self) -> str:
+        """The last revision squashed: the head, or UNTIL."""
+        return self.until or self.head
+
+    @property
+    def lagging(self) -> list[str]:
+        """The development database's revisions the squash replaces without being its top
+        (it then catches up through the archive)."""
+        below = {r.revision for r in self.revisions} - {self.top}
+        return [rev for rev in self.dev_current or () if rev in below]
 
 
 @dataclass

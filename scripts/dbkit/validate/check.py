@@ -29,6 +29,7 @@ from dbkit.console import Console
 from dbkit.errors import AppNotLoadable, ConfigError, DbkitError
 from dbkit.pg.mode import get_server
 from dbkit.pg.server import Server
+from dbkit.project import archive
 from dbkit.project.chain import AlembicProject
 from dbkit.settings import CHECK_NAMES, DEFAULTS, Settings
 from dbkit.validate import declared, drift, migrations
@@ -120,8 +121,11 @@ def _checks(
         notes.append(f"{_NO_REGISTRY} (CHECKS leaves the registry out)")
     report["registry"] = registry.module if registry else None
 
+    unknown = [rev for rev in facts["current"] if rev not in facts["graph"]]
     revision = check_revision(facts["current"], facts["heads"], facts["graph"],
-                              has_table=facts["has_version_table"], table=facts["version_table"])
+                              has_table=facts["has_version_table"], table=facts["version_table"],
+                              archived=archive.holding(settings.alembic_config.parent, unknown)
+                              if unknown else None)
     report["revision"] = revision.as_json()
     differences = list(revision.differences)
     if facts["diff"] is not None:
@@ -249,7 +253,7 @@ def _ancestors(revs: list[str], graph: dict[str, list[str]]) -> set[str]:
 
 def check_revision(
     current: list[str], heads: list[str], graph: dict[str, list[str]], *, has_table: bool,
-    table: str = "public.alembic_version",
+    table: str = "public.alembic_version", archived: archive.Archive | None = None,
 ) -> RevisionCheck:
     """Compare alembic_version (``table``) with the chain: in sync, behind (by how many), ..."""
     current, heads = sorted(current), sorted(heads)
@@ -268,6 +272,14 @@ def check_revision(
         status = "no version table"
         found.append(Difference("revision", table, "no version table",
                                 f"no {table} table", f"{head_text} (head)"))
+    elif unknown and archived is not None:
+        status = "behind"
+        found.append(Difference(
+            "revision", table, "behind",
+            f"{', '.join(current)}, in the archived chain {archived.path} of a squash: "
+            "make db-upgrade catches it up",
+            f"{head_text} (head)",
+        ))
     elif unknown:
         status = "unknown revision"
         found.append(Difference(
