@@ -44,6 +44,8 @@ DEFAULTS: dict[str, str] = {
     "APP_OBJECTS": "app.db.objects",
     "CHECKS": "",
     "ALLOW_TEMPLATE_CACHE": "0",
+    "SEED_DATA_FILE_ROWS": "1000",
+    "SEED_DATA_FILE_BYTES": "100000",
 }
 # The checks db-validate-schema can run (CHECKS chooses; empty: all that apply).
 CHECK_NAMES = ("models", "chain", "registry")
@@ -76,6 +78,9 @@ class Settings:
     app_objects: str
     checks: tuple[str, ...] = ()  # chosen by CHECKS; () means all that apply
     allow_template_cache: bool = False
+    # squash: a table with more seed rows, or more bytes of them, goes to a data file (COPY)
+    seed_data_file_rows: int = 1000
+    seed_data_file_bytes: int = 100000
 
     def require_alembic(self) -> Path:
         """The Alembic ini file, or a one-line error saying what is missing."""
@@ -219,6 +224,10 @@ def load_settings(
         app_objects=get("APP_OBJECTS"),
         checks=_checks(get("CHECKS")),
         allow_template_cache=_bool("ALLOW_TEMPLATE_CACHE", get("ALLOW_TEMPLATE_CACHE")),
+        seed_data_file_rows=int(_number("SEED_DATA_FILE_ROWS", get("SEED_DATA_FILE_ROWS"),
+                                        low=0, high=10**12)),
+        seed_data_file_bytes=int(_number("SEED_DATA_FILE_BYTES", get("SEED_DATA_FILE_BYTES"),
+                                         low=0, high=10**15)),
     )
 
 
