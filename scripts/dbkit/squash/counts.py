@@ -21,7 +21,7 @@ def count_objects(nodes: Iterable[Node], new: Callable[[str], dict[str, Any]],
 
     for node in nodes:
         if node.kind == "rows" and node.seed:
-            bump(KIND["rows"].plural, len(node.seed.rows))
+            bump(KIND["rows"].plural, node.seed.count)
             bump("tables with seed rows")
         elif KIND[node.kind].counted:
             bump(KIND[node.kind].plural)

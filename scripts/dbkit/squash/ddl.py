@@ -51,6 +51,7 @@ def capture(
     *,
     baseline: catalog.Snapshot,
     version_table: tuple[str | None, str],
+    data_files: tuple[int, int] | None = None,
 ) -> Capture:
     """Read everything the chain built into the database behind ``conn``.
 
@@ -66,7 +67,7 @@ def capture(
         q = Quoter(conn)
         _refuse_unsupported(snap, vt_key)
         graph = Graph(conn)
-        builder = _Builder(conn, snap, baseline, q, vt_key)
+        builder = _Builder(conn, snap, baseline, q, (vt_key, data_files))
         nodes = builder.build()
         add_edges(nodes, graph)
         ordered = order(nodes)
@@ -101,9 +102,9 @@ class _Builder:
     """Turns the snapshot into nodes with SQL statements."""
 
     def __init__(self, conn: psycopg2.extensions.connection, snap: catalog.Snapshot,
-                 baseline: catalog.Snapshot, q: Quoter, version_key: str) -> None:
+                 baseline: catalog.Snapshot, q: Quoter, keys: tuple[str, Any]) -> None:
         self.conn, self.snap, self.base, self.q = conn, snap, baseline, q
-        self.version_key = version_key
+        self.version_key, self.data_files = keys  # Alembic's table; seed.read_rows' limits
         self.nodes: dict[NodeId, Node] = {}
         self.names = {  # key -> (schema, name), exactly as the catalog has them
             f"{s}.{n}": (s, n) for s, n in fetch(conn, queries.load(__file__, "names"))
@@ -469,7 +470,7 @@ class _Builder:
             node.deps.add(("table", key))
 
     def _seed(self, key: str, table: shapes.Table) -> None:
-        rows = seed.read_rows(self.conn, self.names[key], table, self.q.ident)
+        rows = seed.read_rows(self.conn, self.names[key], table, self.q.ident, self.data_files)
         if rows is not None:
             self.add("rows", key, []).seed = rows
 

@@ -9,6 +9,9 @@ reads back into the same value when the revision inserts it.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import json
 import re
 from collections.abc import Callable
@@ -54,6 +57,13 @@ class SeedRows:
     name: str
     columns: list[SeedColumn]
     rows: list[list[Any]]
+    # Over the limits (``read_rows``): the rows as gzip'd CSV, loaded by COPY, and not in rows
+    data: bytes | None = None
+    count: int = 0
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data or b"").hexdigest()
 
 
 def regclass_name(schema: str, name: str) -> str:
@@ -86,19 +96,24 @@ def _value_kind(type_name: str, type_kind: str, elem_kind: str | None) -> str:
 
 
 def read_rows(conn: psycopg2.extensions.connection, names: tuple[str, str],
-              table: dict[str, Any], ident: Callable[[str], str]) -> SeedRows | None:
+              table: dict[str, Any], ident: Callable[[str], str],
+              limits: tuple[int, int] | None = None) -> SeedRows | None:
     """The rows of one table as Python values that round-trip exactly (None: empty table).
 
     Values are read in PostgreSQL's text form (session settings fixed in ``SESSION``) and
     turned into Python only where that is lossless; the rest stays text, which the server
-    reads back into the same value.
+    reads back into the same value. A table with more rows, or more bytes of row text, than
+    ``limits`` (rows, bytes) is read instead as CSV by COPY (PostgreSQL's own text form,
+    NULL unquoted and '' quoted), gzip'd into ``data``, for a data file loaded by COPY.
     """
     schema, name = names
     regname = regclass_name(schema, name)
     relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(relation))
-        if cur.fetchone()[0] == 0:
+        cur.execute(sql.SQL("SELECT count(*), coalesce(sum(octet_length(src::text)), 0) "
+                            "FROM {} AS src").format(relation))
+        count, size = cur.fetchone()
+        if count == 0:
             return None
         cur.execute("""
             SELECT a.attname, t.typtype, et.typtype, format_type(t.typelem, NULL)
@@ -135,6 +150,10 @@ def read_rows(conn: psycopg2.extensions.connection, names: tuple[str, str],
         order = sql.SQL(", ").join(sql.SQL("src.{}").format(sql.Identifier(c)) for c in pkey)
     else:
         order = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(columns)))
+    if limits is not None and (count > limits[0] or size > limits[1]):
+        return SeedRows(table=f"{ident(schema)}.{ident(name)}", schema=schema, name=name,
+                        columns=columns, rows=[], count=count,
+                        data=_csv(conn, select, relation, order))
     with conn.cursor() as cur:
         cur.execute(sql.SQL("SELECT {} FROM {} AS src ORDER BY {}").format(select, relation, order))
         texts = cur.fetchall()
@@ -153,7 +172,19 @@ def read_rows(conn: psycopg2.extensions.connection, names: tuple[str, str],
             for r, text in zip(rows, texts, strict=True):
                 r[i] = text[i]
     return SeedRows(table=f"{ident(schema)}.{ident(name)}", schema=schema, name=name,
-                    columns=columns, rows=rows)
+                    columns=columns, rows=rows, count=len(rows))
+
+
+def _csv(conn: psycopg2.extensions.connection, select: sql.Composable,
+         relation: sql.Composable, order: sql.Composable) -> bytes:
+    """The rows as gzip'd UTF-8 CSV, in the same stable order (the same bytes on every run:
+    the gzip header carries no time)."""
+    buffer = io.BytesIO()
+    query = sql.SQL("COPY (SELECT {} FROM {} AS src ORDER BY {}) TO STDOUT "
+                    "WITH (FORMAT csv, ENCODING 'UTF8')").format(select, relation, order)
+    with conn.cursor() as cur:
+        cur.copy_expert(query.as_string(conn), buffer)
+    return gzip.compress(buffer.getvalue(), compresslevel=6, mtime=0)
 
 
 def _value(kind: str, text: str | None) -> Any:
