@@ -40,8 +40,8 @@ from dbkit.project.version_table import read_versions
 from dbkit.safety import checkpoint, destructive_lock, guard_destructive, project_lock
 from dbkit.safety import confirm as ask
 from dbkit.settings import Settings
+from dbkit.squash import datafile, partial, prove, render
 from dbkit.squash import ddl as capture
-from dbkit.squash import partial, prove, render
 from dbkit.squash.adopt import adopt, reset_dev
 from dbkit.squash.kinds import HEADLINE
 from dbkit.squash.report import failure_report, report, view_graph
@@ -164,7 +164,7 @@ def preflight(settings: Settings, server: Server, project: AlembicProject, *,
     dev_exists = server.database_exists(server.dev_db)
     known = {r.revision for r in revisions}
     return Plan(head=head, revisions=squashed, versions_dir=versions, until=until, kept=kept,
-                revision_files=[r.path for r in squashed],
+                revision_files=datafile.with_data(squashed),
                 hashes=vdir.file_hashes(versions), dev_exists=dev_exists,
                 dev_current=read_versions(server, server.dev_db, known)[1]
                 if dev_exists else None)
@@ -243,12 +243,14 @@ def _stage(plan: Plan, staged: Path) -> None:
     """The new versions directory without its revision: every other file kept (__init__.py)."""
     staged.mkdir(mode=0o755)
     revision_files = {p.resolve() for p in plan.revision_files}
+    data_dirs = {p.parent for p in revision_files} - {plan.versions_dir.resolve()}
     for path in sorted(plan.versions_dir.rglob("*")):
         rel = path.relative_to(plan.versions_dir)
         if "__pycache__" in rel.parts or path.suffix == ".pyc":
             continue
         if path.is_dir():
-            (staged / rel).mkdir(exist_ok=True)
+            if path.resolve() not in data_dirs:  # the old revisions' data folders go
+                (staged / rel).mkdir(exist_ok=True)
         elif path.resolve() not in revision_files:
             (staged / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, staged / rel)
@@ -290,7 +292,8 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
     with out.step("Capturing what the chain built"):
         conn = server.connect(a)
         try:
-            captured = capture.capture(conn, baseline=baseline, version_table=version_table)
+            captured = capture.capture(conn, baseline=baseline, version_table=version_table,
+                                       data_files=datafile.limits(project.settings))
         finally:
             conn.close()
     outcome.counts = captured.counts
@@ -304,6 +307,7 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
         path = staged / render.file_name(outcome.revision, len(plan.revisions))
         path.write_text(text)
         outcome.file, outcome.file_size = path, path.stat().st_size
+        outcome.data_size = datafile.write(staged, outcome.revision, captured.nodes)
     _, b = ready(2)
     if b_current.result():
         raise DbkitError(f"the scratch database {b} is not empty")

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from dbkit import __version__
+from dbkit.squash import datafile
 from dbkit.squash.ddl import Capture
 from dbkit.squash.depend import Node
 from dbkit.squash.kinds import KIND
@@ -147,7 +148,7 @@ def _uses(nodes: list[Node]) -> tuple[bool, bool, bool]:
     for node in nodes:
         if node.kind == "function":
             functions = True
-        if node.seed is None:
+        if node.seed is None or node.seed.data is not None:
             continue
         for i, col in enumerate(node.seed.columns):
             sa_type = _column_type(col.type, col.kind) or ""
@@ -190,16 +191,19 @@ def render_revision(
             body.append(_header(section, written[section]))
         for stmt in node.create:
             body.append(_execute(stmt, _INDENT))
-        if node.seed is not None:
+        if node.seed is not None and node.seed.data is not None:
+            body.extend(datafile.call(node.seed, _INDENT))
+        elif node.seed is not None:
             body.extend(_seed(node.seed, _INDENT))
     if not cap.nodes:
         body.append(f"{_INDENT}pass")
     drops = [n.drop for n in reversed(cap.nodes) if n.drop]
     down = [_execute(d, _INDENT) for d in drops] or [f"{_INDENT}pass"]
 
-    imports = []
-    if decimal:
-        imports += ["from decimal import Decimal", ""]
+    data_files = any(n.seed is not None and n.seed.data is not None for n in cap.nodes)
+    stdlib = (datafile.IMPORTS if data_files else []) + (
+        ["from decimal import Decimal"] if decimal else [])
+    imports = sorted(stdlib, key=lambda line: line.split()[1]) + ([""] if stdlib else [])
     imports += ["import sqlalchemy as sa", "from alembic import op"]
     if postgresql:
         imports.append("from sqlalchemy.dialects import postgresql")
@@ -233,4 +237,6 @@ def render_revision(
         "def upgrade() -> None:",
     ]
     tail = ["", "", "def downgrade() -> None:", *down]
+    if data_files:
+        tail += datafile.helper(revision)
     return "\n".join(head + body + tail) + "\n"

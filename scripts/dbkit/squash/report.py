@@ -40,6 +40,7 @@ def report(out: Console, settings: Settings, plan: Plan, outcome: Outcome, *,
         "new_revision_id": outcome.new_revision,
         "file": str(outcome.file) if outcome.file else None,
         "file_size": outcome.file_size,
+        "data_size": outcome.data_size,
         "captured": outcome.counts,
         "fresh_install_seconds": {"old_chain": round(outcome.old_chain_seconds, 3),
                                   "new_revision": round(outcome.new_revision_seconds, 3)},
@@ -103,7 +104,7 @@ def _report_lines(data: dict[str, Any], *, dry_run: bool) -> list[str]:
         f"{data['replaced']['first']} … {data['replaced']['last']}",
         f"  revision        {data['revision']}"
         + (" (new id)" if data["new_revision_id"] else " (the old head's id)"),
-        f"  file            {data['file']} ({data['file_size']:,} bytes)",
+        f"  file            {data['file']} ({data['file_size']:,} bytes{_data(data)})",
         f"  fresh install   old chain {times['old_chain']:.2f} s, new revision "
         f"{times['new_revision']:.2f} s ({_ratio(times['old_chain'], times['new_revision'])})",
         "  proof           " + "; ".join(data["proof"]),
@@ -196,7 +197,7 @@ def markdown(data: dict[str, Any], *, dry_run: bool) -> str:
          f"{_code(replaced['last'])}"),
         ("revision", _code(data["revision"]) + (" (new id)" if data["new_revision_id"] else
                                                 " (the old head's id)")),
-        ("file", f"{_code(data['file'])} ({data['file_size']:,} bytes)"),
+        ("file", f"{_code(data['file'])} ({data['file_size']:,} bytes{_data(data)})"),
         *[(label, _code(data[key])) for label, key in (
             ("backup", "backup"), ("output folder", "output"), ("archived", "archived"))
           if data[key]],
@@ -244,3 +245,9 @@ def markdown(data: dict[str, Any], *, dry_run: bool) -> str:
     for line in data["development_database"]:
         lines += ["```sh", line.strip(), "```"] if line.startswith("  ") else [line, ""]
     return "\n".join(lines) + "\n"
+
+
+def _data(data: dict[str, Any]) -> str:
+    """What the data files beside the revision add, if there are any."""
+    size = data.get("data_size") or 0
+    return f"; data files {size:,} bytes in {data['revision']}_data/" if size else ""

@@ -49,6 +49,7 @@ class Outcome:
     new_revision: bool
     file: Path | None = None
     file_size: int = 0
+    data_size: int = 0  # bytes of its data files (<revision>_data/, big seed tables)
     counts: dict[str, int] = field(default_factory=dict)
     old_chain_seconds: float = 0.0
     new_revision_seconds: float = 0.0
