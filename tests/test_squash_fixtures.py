@@ -84,6 +84,10 @@ CASES: dict[str, list[str]] = {
     "drift_error": ["CREATE TABLE public.child", "REFERENCES public.parent(id)"],
     "models_in_old_revisions": ["CREATE TABLE public.book", '{"id": 1, "name": "Ada"}'],
     "data_update": ['"price": Decimal("12.00")', "tier integer NOT NULL"],
+    "copy_types": [  # as literals here; test_squash_datafile loads them from data files
+        "op.bulk_insert(", "'line one\\nline two\\r\\nthree'", '"grid": "{{1,2},{3,4}}"',
+        'sa.table(\n            "odd.Name x",',
+    ],
     "grants": [
         "CREATE ROLE dbkit_fixture_reader NOLOGIN", "GRANT USAGE ON SCHEMA reports",
         "GRANT SELECT (note) ON TABLE public.secret", "WITH GRANT OPTION",
@@ -97,7 +101,7 @@ def test_every_case_folder_is_listed() -> None:
     folders = {p.name for p in FIXTURES.iterdir() if (p / "env.py").is_file()
                and (p / "versions").is_dir() and (p / "README").is_file()
                and p.name not in ("broken_chain", "two_heads", "unsupported", "lock_wait",
-                                  "missing_extension")}
+                                  "missing_extension", "big_reference")}
     assert folders == set(CASES)
     envs = {(FIXTURES / case / "env.py").read_text() for case in CASES}
     assert len(envs) == 1, "the fixtures' env.py files are one template"
