@@ -59,7 +59,6 @@ def _rows(server: EmbeddedServer, dbname: str) -> dict:
         conn.close()
 
 
-@pytest.mark.slow
 def test_200k_rows_of_reference_data_squash_into_a_small_revision_and_a_data_file(
         pgdata: Path, fresh_db: str, project_dir: Path, tmp_path: Path) -> None:
     backend = copy_project(FIXTURES / "big_reference", project_dir)

@@ -75,7 +75,7 @@ def call(seed: SeedRows, indent: str) -> list[str]:
     ]
 
 
-IMPORTS = ["import gzip", "import hashlib", "from pathlib import Path"]
+IMPORTS = ["import gzip", "import hashlib", "import io", "from pathlib import Path"]
 
 # The revision's own loader: it runs in the user's project, with its driver, dbkit absent.
 HELPER = '''
@@ -114,8 +114,6 @@ def _load_data_file(name: str, rows: int, copy: str, *, sha256: str) -> None:
     cursor = dbapi.cursor()
     try:
         if hasattr(cursor, "copy_expert"):  # psycopg2
-            import io
-
             cursor.copy_expert(statement, io.BytesIO(text))
         elif hasattr(cursor, "copy"):  # psycopg 3
             with cursor.copy(statement) as copy_in:
