@@ -172,4 +172,5 @@ def test_the_data_folder_travels_with_the_swap_backup_archive_and_a_second_squas
                      if not p.name.startswith("."))
     assert vdir.file_hashes(backups[-1] / "migrations") == first
     archived = sorted((versions.parent / "versions_archived").iterdir())
-    assert vdir.file_hashes(archived[-1]) == first
+    assert {k: v for k, v in vdir.file_hashes(archived[-1]).items()
+            if k != "dbkit_archive.json"} == first
