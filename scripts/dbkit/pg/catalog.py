@@ -224,57 +224,89 @@ def _sequences(conn: psycopg2.extensions.connection) -> dict[str, shapes.Sequenc
     return out
 
 
+def _per_relation(conn: psycopg2.extensions.connection, name: str,
+                  relids: list[int]) -> dict[int, list[Row]]:
+    """One query ``name`` for all of ``relids`` at once (the relations' parts: columns,
+    indexes, ...), its rows by relation OID, in the query's order (``relid`` removed).
+
+    One round trip per kind, not per relation: at 1,000 tables, 5 queries instead of 5,000.
+    """
+    found: dict[int, list[Row]] = {relid: [] for relid in relids}
+    if relids:
+        for r in _rows(conn, _sql(name), (relids,)):
+            found[r.pop("relid")].append(r)
+    return found
+
+
 def _tables(conn: psycopg2.extensions.connection) -> dict[str, shapes.Table]:
+    rows = _rows(conn, _sql("tables"))
+    relids = [r["oid"] for r in rows]
+    columns = _columns(conn, relids)
+    constraints = _per_relation(conn, "constraints", relids)
+    indexes = _per_relation(conn, "indexes", relids)
+    triggers = _per_relation(conn, "triggers", relids)
+    policies = _policies(conn, relids)
     tables = {}
-    for r in _rows(conn, _sql("tables")):
+    for r in rows:
         oid = r.pop("oid")
         key = _qual(r.pop("schema"), r.pop("name"))
         r["kind"] = "partitioned table" if r["kind"] == "p" else "table"
         r["parents"] = list(r["parents"])
         r["acl"] = _acl(r["acl"])
         r["options"] = sorted(r["options"]) if r["options"] else None
-        r["columns"] = _columns(conn, oid)
-        r["constraints"] = _by_name(_rows(conn, _sql("constraints"), (oid,)))
-        r["indexes"] = _by_name(_rows(conn, _sql("indexes"), (oid,)))
-        r["triggers"] = _by_name(_rows(conn, _sql("triggers"), (oid,)))
-        r["policies"] = _policies(conn, oid)
+        r["columns"] = columns[oid]
+        r["constraints"] = _by_name(constraints[oid])
+        r["indexes"] = _by_name(indexes[oid])
+        r["triggers"] = _by_name(triggers[oid])
+        r["policies"] = policies[oid]
         tables[key] = r
     return tables
 
 
-def _columns(conn: psycopg2.extensions.connection, relid: int) -> list[shapes.Column]:
-    """Columns in order of appearance: attnum gaps left by dropped columns do not matter."""
-    rows = _rows(conn, _sql("columns"), (relid,))
-    for r in rows:
-        r["acl"] = _acl(r["acl"])
-        r["options"] = user_attoptions(r["options"])
-    return rows
+def _columns(conn: psycopg2.extensions.connection,
+             relids: list[int]) -> dict[int, list[Row]]:
+    """Each relation's columns in order of appearance: attnum gaps left by dropped columns
+    do not matter."""
+    found = _per_relation(conn, "columns", relids)
+    for rows in found.values():
+        for r in rows:
+            r["acl"] = _acl(r["acl"])
+            r["options"] = user_attoptions(r["options"])
+    return found
 
 
-def _policies(conn: psycopg2.extensions.connection, relid: int) -> dict[str, shapes.Policy]:
-    rows = _rows(conn, _sql("policies"), (relid,))
-    for r in rows:
-        r["roles"] = list(r["roles"])
-    return _by_name(rows)
+def _policies(conn: psycopg2.extensions.connection,
+              relids: list[int]) -> dict[int, dict[str, shapes.Policy]]:
+    found = {}
+    for relid, rows in _per_relation(conn, "policies", relids).items():
+        for r in rows:
+            r["roles"] = list(r["roles"])
+        found[relid] = _by_name(rows)
+    return found
 
 
 _VIEW_COLUMN = ("name", "type", "default", "comment", "collation", "acl")
 
 
 def _views(conn: psycopg2.extensions.connection, relkind: str) -> dict[str, shapes.View]:
+    rows = _rows(conn, _sql("views"), (relkind,))
+    relids = [r["oid"] for r in rows]
+    columns = _columns(conn, relids)
+    indexes = _per_relation(conn, "indexes", relids) if relkind == "m" else {}
+    triggers = _per_relation(conn, "triggers", relids)
     views = {}
-    for r in _rows(conn, _sql("views"), (relkind,)):
+    for r in rows:
         oid = r.pop("oid")
         key = _qual(r.pop("schema"), r.pop("name"))
         r["acl"] = _acl(r["acl"])
         r["options"] = sorted(r["options"]) if r["options"] else None
         r["columns"] = [{k: v for k, v in col.items() if k in _VIEW_COLUMN}
-                        for col in _columns(conn, oid)]
+                        for col in columns[oid]]
         if relkind == "m":
-            r["indexes"] = _by_name(_rows(conn, _sql("indexes"), (oid,)))
+            r["indexes"] = _by_name(indexes[oid])
         else:
             del r["populated"]
-        r["triggers"] = _by_name(_rows(conn, _sql("triggers"), (oid,)))
+        r["triggers"] = _by_name(triggers[oid])
         views[key] = r
     return views
 

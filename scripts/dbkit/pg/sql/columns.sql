@@ -1,6 +1,6 @@
--- One relation's columns in order of appearance (attnum gaps left by dropped columns do not
--- matter).
-SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+-- The columns of some relations (the parameter: their OIDs), each relation's in order of
+-- appearance (attnum gaps left by dropped columns do not matter); relid: whose.
+SELECT a.attrelid AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
        CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END AS default,
        a.attnotnull AS not_null,
        CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END AS identity,
@@ -20,5 +20,5 @@ SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
        a.attacl::text[] AS acl
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
- WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
- ORDER BY a.attnum
+ WHERE a.attrelid = ANY (%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attrelid, a.attnum

@@ -1,5 +1,6 @@
--- One table's named constraints (constraint triggers are listed with the triggers).
-SELECT co.conname AS name,
+-- The named constraints of some tables (the parameter: their OIDs; constraint triggers are
+-- listed with the triggers); relid: whose.
+SELECT co.conrelid AS relid, co.conname AS name,
        CASE co.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique'
            WHEN 'c' THEN 'check' WHEN 'f' THEN 'foreign key' WHEN 'x' THEN 'exclusion'
            WHEN 'n' THEN 'not null' ELSE co.contype::text END AS type,
@@ -8,5 +9,5 @@ SELECT co.conname AS name,
        co.convalidated AS validated, co.conislocal AS local,
        obj_description(co.oid, 'pg_constraint') AS comment
   FROM pg_constraint co
- WHERE co.conrelid = %s AND co.contype <> 't'
- ORDER BY 1
+ WHERE co.conrelid = ANY (%s::oid[]) AND co.contype <> 't'
+ ORDER BY co.conrelid, co.conname
