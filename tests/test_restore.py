@@ -108,20 +108,32 @@ def test_round_trip_brings_back_data_schema_and_migrations(
     assert state(server, fresh_db) == original
     assert folder_state(versions_dir(project_dir)) == original_versions
 
-    # Nothing was lost on the way: the old database is kept, and backed up with its migrations.
+    # Nothing was lost on the way: the old database is kept (its one copy: no second dump of
+    # it), and the safety backup holds its migrations and names where it is kept.
     (previous,) = previous_databases(server, fresh_db)
     assert state(server, previous) == changed
     assert f"The previous database is kept as {previous}" in result.out
     assert f'DROP DATABASE "{previous}"' in result.out
-    safety_line = next(ln for ln in result.out.splitlines() if ln.startswith("Safety backup"))
-    safety = Path(safety_line.rsplit(": ", 1)[1])
+    safety = safety_backup(result.out)
     m = manifest(safety)
-    assert m["note"] == f"safety backup before restoring {made.name}"
-    assert m["row_counts"]["public.genes"] == changed["tables"]["public.genes"][0]
-    assert (safety / "migrations" / "c9d8e7f6a5b4_later.py").read_text() == NEW_REVISION
-    assert {f"migrations/{k}": v for k, v in changed_versions.items()} == {
-        rel: (safety / rel).read_bytes() for rel in m["files"] if rel.startswith("migrations/")}
+    assert m["kind"] == "migrations" and m["previous_database"] == previous
+    assert m["note"] == f"safety backup before restoring {made.name}; the database is kept " \
+        f"as {previous}"
+    assert not any(rel.startswith("database_full") for rel in m["files"])
+    assert_holds_migrations(safety, changed_versions)
     assert not [d for d in databases(server) if d.startswith(("dbkit_restore_", "dbkit_verify_"))]
+
+
+def safety_backup(out: str) -> Path:
+    line = next(ln for ln in out.splitlines() if ln.startswith("Safety backup"))
+    return Path(line.rsplit(": ", 1)[1])
+
+
+def assert_holds_migrations(safety: Path, versions: dict[str, bytes]) -> None:
+    files = manifest(safety)["files"]
+    assert (safety / "migrations" / "c9d8e7f6a5b4_later.py").read_text() == NEW_REVISION
+    assert {f"migrations/{k}": v for k, v in versions.items()} == {
+        rel: (safety / rel).read_bytes() for rel in files if rel.startswith("migrations/")}
 
 
 BACKEND_ROWS = """
@@ -208,18 +220,34 @@ def snapshot(server: EmbeddedServer, dbname: str) -> dict[str, Any]:
 def test_keep_previous_0_drops_the_old_database(
     proj: dict[str, str], project_dir: Path, server: EmbeddedServer, fresh_db: str
 ) -> None:
+    original = state(server, fresh_db)
     made = backup(proj, project_dir)
     change(server, fresh_db)
+    (versions_dir(project_dir) / "c9d8e7f6a5b4_later.py").write_text(NEW_REVISION)
+    changed, changed_versions = state(server, fresh_db), folder_state(versions_dir(project_dir))
     result = run_cli(["restore-full", "--yes", "--no-keep-previous", "--backup", made.name],
                      proj, cwd=project_dir)
     assert result.code == 0, result.err
     assert previous_databases(server, fresh_db) == []
     assert "KEEP_PREVIOUS=0" in result.out and "kept as" not in result.out
+    assert state(server, fresh_db) == original
+    # The old database is dropped, so the safety backup is a whole one: it restores it.
+    safety = safety_backup(result.out)
+    m = manifest(safety)
+    assert m["kind"] == "full" and "previous_database" not in m
+    assert m["note"] == f"safety backup before restoring {made.name}"
+    assert m["row_counts"]["public.genes"] == changed["tables"]["public.genes"][0]
+    assert_holds_migrations(safety, changed_versions)
+    back = run_cli(["restore-full", "--yes", "--no-keep-previous", "--backup", safety.name],
+                   proj, cwd=project_dir)
+    assert back.code == 0, back.err
+    assert state(server, fresh_db) == changed
+    assert folder_state(versions_dir(project_dir)) == changed_versions
     # ...and the env var does the same, as Make passes it.
-    change(server, fresh_db)
     env = {**proj, "KEEP_PREVIOUS": "0", "CONFIRM": "restore", "BACKUP": made.name}
     assert run_cli(["restore-full"], env, cwd=project_dir).code == 0
     assert previous_databases(server, fresh_db) == []
+    assert state(server, fresh_db) == original
 
 
 def test_restore_creates_a_database_that_does_not_exist_yet(
@@ -540,7 +568,7 @@ def test_kill_9_at_any_moment_leaves_the_current_database_intact(
         """Any folder with a backup's name is a complete one (drafts are hidden .tmp-*)."""
         for folder in backup_dir.iterdir():
             if not folder.name.startswith(".tmp-"):
-                assert find_backup(backup_dir, folder.name).kind == "full"
+                assert find_backup(backup_dir, folder.name).kind in ("full", "migrations")
 
     kills: list[str] = []
     # 1. At each step boundary, via the pause hook; the step after the sweep proves that the

@@ -226,16 +226,22 @@ def _manifest(kind: str, d: Draft, settings: Settings, info: dict[str, Any],
 
 def take_migrations_backup(
     settings: Settings, out: Console, *, project: AlembicProject | None = None,
-    note: str | None = None,
+    note: str | None = None, info: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Backup:
-    """Copy the versions directory into a new backup (no database needed)."""
+    """Copy the versions directory into a new backup (no database needed). ``info``: what
+    ``project.backup_info()`` already returned (saves an Alembic child); ``extra``: more
+    manifest fields."""
     project = project or AlembicProject(settings, None)
     with draft(settings.backup_dir) as d:
-        info = read_project(project, out)
+        info = (read_project(project, out) if info is None
+                else checked_info(project, out, dict(info)))
         with out.step("Backing up the migrations"):
             copy_migrations(d, Path(info["versions_dir"]))
             d.write("migration_history.txt", info["history"])
-            return d.publish(_manifest("migrations", d, settings, info, note))
+            manifest = _manifest("migrations", d, settings, info, note)
+            manifest.update(extra or {})
+            return d.publish(manifest)
 
 
 def take_full_backup(

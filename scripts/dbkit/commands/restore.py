@@ -1,10 +1,14 @@
 """Restoring migrations, or the database and its migrations, without ever making things worse.
 
 The database restore changes nothing until the very end: the backup is checked, loaded into
-a scratch database and compared with its manifest, the current database is backed up, and
-only then do two names swap in one transaction. Killed at any moment before that swap, the
-current database is exactly as it was; after it, the restored one is in place and the old
-one is kept under ``<db>_before_restore_<timestamp>``.
+a scratch database and compared with its manifest, a safety backup is taken, and only then
+do two names swap in one transaction. Killed at any moment before that swap, the current
+database is exactly as it was; after it, the restored one is in place and the old one is
+kept under ``<db>_before_restore_<timestamp>``.
+
+One copy of the old database is enough: when it is kept (the default) the safety backup holds
+its migrations and a manifest naming the kept database; only KEEP_PREVIOUS=0, which drops it,
+pays for a full dump of it first.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from dbkit.backup.load import require_loadable, trial_restore
 from dbkit.backup.manifest import MIGRATIONS, Backup, choose_backup, require_intact
@@ -126,9 +131,10 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
             # checked now, while nothing has changed.
             versions.require_swappable(versions_dir)
             same = versions.file_hashes(versions_dir) == backup_migrations(chosen)
-            _save_current(settings, server, out, project, chosen, exists=exists, same=same)
-            checkpoint("safety-backup-done")
             previous = previous_name(server, dbname) if exists else None
+            _save_current(settings, server, out, project, chosen, info=reading.result(),
+                          previous=previous, keep_previous=keep_previous, same=same)
+            checkpoint("safety-backup-done")
             staged = None if same else _stage_for_restore(chosen, versions_dir, dbname,
                                                            previous, loaded)
             checkpoint("migrations-staged")
@@ -171,23 +177,35 @@ def _explain(out: Console, server: Server, chosen: Backup, *, exists: bool,
     if not exists:
         fate = " (which does not exist yet)"
     elif keep_previous:
-        fate = "; the current one is backed up first, then kept as <db>_before_restore_<time>"
+        fate = ("; the current one is kept as <db>_before_restore_<time> (its migrations are "
+                "backed up first)")
     else:
         fate = "; the current one is backed up first, then dropped (KEEP_PREVIOUS=0)"
     out.say(f"It replaces {server.describe()}{fate}; and the migrations directory.")
 
 
 def _save_current(settings: Settings, server: Server, out: Console, project: AlembicProject,
-                  chosen: Backup, *, exists: bool, same: bool) -> None:
-    """The safety backup: the current database and migrations (or just the migrations)."""
+                  chosen: Backup, *, info: dict[str, Any], previous: str | None,
+                  keep_previous: bool, same: bool) -> None:
+    """The safety backup, never two copies of the same database: a full backup when the
+    current database will be dropped (KEEP_PREVIOUS=0); when it is kept under ``previous``,
+    the migrations and a manifest naming that database (the kept database is its copy)."""
     note = f"safety backup before restoring {chosen.name}"
-    if exists:
+    if previous is not None and not keep_previous:
         safety = take_full_backup(settings, server, out, project=project, note=note)
         out.result(f"Safety backup of {server.dev_db} (and its migrations): {safety.path}")
         return
+    if previous is not None:
+        safety = take_migrations_backup(
+            settings, out, project=project, info=info,
+            note=f"{note}; the database is kept as {previous}",
+            extra={"previous_database": previous, "database": server.dev_db})
+        out.result(f"Safety backup of the migrations (the database itself will be kept as "
+                   f"{previous}): {safety.path}")
+        return
     out.say(f"{server.dev_db} does not exist yet, so there is nothing to back up")
     if not same:
-        safety = take_migrations_backup(settings, out, project=project, note=note)
+        safety = take_migrations_backup(settings, out, project=project, info=info, note=note)
         out.result(f"Current migrations saved in {safety.path}")
 
 
