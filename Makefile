@@ -69,7 +69,7 @@ db-reset: $(VENV_STAMP) ## Rebuild the development database from the chain (asks
 db-migration-backup: $(VENV_STAMP) ## Back up the migrations (versions dir) into BACKUP_DIR
 	@$(DBKIT) migration-backup
 
-db-backup-full: $(VENV_STAMP) ## Back up migrations + database (FORMAT=plain for .sql)
+db-backup-full: $(VENV_STAMP) ## Back up migrations + database (FORMAT=plain for .sql; FORMAT=directory: pg_dump -Fd -j for big databases)
 	@$(DBKIT) backup-full
 
 db-backups: $(VENV_STAMP) ## List backups, newest first (kind, size, revision, verified)

@@ -124,6 +124,45 @@ def test_docker_mode_backs_up_verifies_and_restores_through_docker_exec(
     assert_no_secret_in(Path(env["BACKUP_DIR"]), pw_server.password)
 
 
+def test_directory_format_is_refused_in_docker_mode_and_works_in_url_mode(
+    pw_server: PasswordServer, db: str, project_dir: Path, pgdata: Path, tmp_path: Path
+) -> None:
+    """pg_dump -Fd writes a folder inside the container, which docker exec cannot stream:
+    one line, nothing written. The same server in url mode: pg_dump -j's workers and
+    pg_restore -j get the password from the environment too."""
+    env = docker_env(pw_server, project_dir, pgdata, db, tmp_path)
+    srv = url_server(pw_server, db)
+    urlenv = {**env, "DB_MODE": "url", "DATABASE_URL": pw_server.url(db)}
+    upgrade(urlenv, srv, db)
+    fill(srv, db, genes=100)
+    original = state(srv, db)
+    backups = Path(env["BACKUP_DIR"])
+
+    refused = run_dbkit(["backup-full"], {**env, "FORMAT": "directory"}, cwd=project_dir)
+    assert refused.returncode == 2
+    assert "FORMAT=directory is not available in docker mode" in one_line_error(refused.stderr)
+    assert not backups.exists() or not list(backups.iterdir())
+
+    made = run_dbkit(["backup-full", "--format", "directory"], urlenv, cwd=project_dir)
+    assert made.returncode == 0, made.stderr
+    (folder,) = backups.iterdir()
+    assert (folder / "database_full.dir" / "toc.dat").is_file()
+    change(srv, db)
+    changed = state(srv, db)
+    into_docker = run_dbkit(["restore-full", "--yes", "--backup", folder.name], env,
+                            cwd=project_dir)
+    assert into_docker.returncode == 2
+    assert "docker mode cannot stream" in one_line_error(into_docker.stderr)
+    assert state(srv, db) == changed
+    restored = run_dbkit(["restore-full", "--yes", "--backup", folder.name], urlenv,
+                         cwd=project_dir)
+    assert restored.returncode == 0, restored.stderr
+    assert state(srv, db) == original
+    for result in (refused, made, into_docker, restored):
+        assert pw_server.password not in result.stdout + result.stderr
+    assert_no_secret_in(backups, pw_server.password)
+
+
 def test_docker_mode_says_when_the_container_is_not_running(
     pw_server: PasswordServer, db: str, project_dir: Path, pgdata: Path, tmp_path: Path
 ) -> None:

@@ -88,7 +88,7 @@ def proj(project_dir: Path, pgdata: Path, fresh_db: str,
     drop(server, *previous_databases(server, fresh_db))
 
 
-@pytest.mark.parametrize("fmt", ["custom", "plain"])
+@pytest.mark.parametrize("fmt", ["custom", "plain", "directory"])
 def test_round_trip_brings_back_data_schema_and_migrations(
     proj: dict[str, str], project_dir: Path, server: EmbeddedServer, fresh_db: str, fmt: str
 ) -> None:

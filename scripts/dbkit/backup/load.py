@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dbkit.backup.manifest import (
-    DUMP_CUSTOM,
+    DUMP_PLAIN,
     Backup,
     check_files,
     summary,
@@ -46,27 +46,42 @@ def loadable_problem(
     if source is not None and source > server_major:
         return (f"backup {backup.name} is of a PostgreSQL {source} database and this server is "
                 f"{server_major}; PostgreSQL cannot load a dump into an older major version")
-    tool = "pg_restore" if dump.name == DUMP_CUSTOM else "psql"
+    tool = reader_tool(dump)
     if made_by is not None and made_by > reader_major:
         return (f"backup {backup.name} was written by pg_dump {made_by}; the {tool} that "
                 f"would load it here is {reader_major}, too old to read it")
     return None
 
 
+def reader_tool(dump: Path) -> str:
+    """What loads a dump: psql for a plain one, pg_restore for an archive (custom, directory)."""
+    return "psql" if dump.name == DUMP_PLAIN else "pg_restore"
+
+
 def require_loadable(backup: Backup, server: Server) -> None:
     dump = backup.dump
     assert dump is not None
-    reader = server.tool_version("pg_restore" if dump.name == DUMP_CUSTOM else "psql")
+    _require_streamable(backup, server)
+    reader = server.tool_version(reader_tool(dump))
     problem = loadable_problem(backup, server_major=server.major, reader_major=reader)
     if problem:
         raise Refused(f"{problem}; nothing was changed")
 
 
+def _require_streamable(backup: Backup, server: Server) -> None:
+    """Docker mode streams a dump into the container through stdin: one file, not a folder."""
+    dump = backup.dump
+    if dump is not None and dump.is_dir() and server.mode == "docker":
+        raise Refused(f"backup {backup.name} is a directory dump (FORMAT=directory), which "
+                      "docker mode cannot stream into the container; restore it in embedded "
+                      "or url mode; nothing was changed")
+
+
 def list_archive(server: Server, backup: Backup) -> int:
     """``pg_restore --list``: the archive's table of contents reads; how many entries."""
     dump = backup.dump
-    assert dump is not None and dump.name == DUMP_CUSTOM
-    if server.mode == "docker":
+    assert dump is not None and reader_tool(dump) == "pg_restore"
+    if server.mode == "docker" and not dump.is_dir():
         with dump.open("rb") as fh:
             proc = tools.run(server.tool("pg_restore", ["--list"]), stdin=fh,
                              what="pg_restore --list")
@@ -89,7 +104,8 @@ def load_dump(server: Server, backup: Backup, dbname: str) -> None:
     """Load a backup's dump into an (empty) database; the first error stops it."""
     dump = backup.dump
     assert dump is not None
-    if dump.name == DUMP_CUSTOM:
+    _require_streamable(backup, server)
+    if reader_tool(dump) == "pg_restore":
         if unknown_settings(server.major):
             # pg_restore 17+ SETs transaction_timeout whatever the server: an older server
             # gets the archive as the SQL script pg_restore writes, without those lines.
@@ -108,14 +124,16 @@ def load_dump(server: Server, backup: Backup, dbname: str) -> None:
 
 
 def restore_through_script(server: Server, dump: Path, dbname: str) -> None:
-    """pg_restore's SQL script of a custom archive, filtered, into psql (one job)."""
+    """pg_restore's SQL script of an archive (custom or directory), filtered, into psql (one
+    job)."""
     docker = server.mode == "docker"
     inv = server.tool("pg_restore", ["--no-password", "-f", "-", *([] if docker else [str(dump)])],
                       dbname)
-    with dump.open("rb") as archive, tempfile.TemporaryFile() as errors:
+    with (dump.open("rb") if docker else open(os.devnull, "rb")) as archive, \
+            tempfile.TemporaryFile() as errors:
         try:
             proc = subprocess.Popen(inv.argv, env=inv.env, stdout=subprocess.PIPE, stderr=errors,
-                                    stdin=archive if docker else subprocess.DEVNULL)
+                                    stdin=archive)
         except OSError as err:
             raise ToolError(f"cannot run {inv.argv[0]}: {err.strerror}") from err
         try:
@@ -237,7 +255,7 @@ def verify_backup(server: Server | None, backup: Backup, out: Console) -> list[s
     dump = backup.dump
     assert dump is not None
     try:
-        if dump.name == DUMP_CUSTOM:
+        if reader_tool(dump) == "pg_restore":
             with out.step("Listing the archive (pg_restore --list)"):
                 entries = list_archive(server, backup)
             out.say(f"  {entries} entries")

@@ -26,6 +26,7 @@ MANIFEST = "manifest.json"
 MIGRATIONS = "migrations"
 DUMP_CUSTOM = "database_full.dump"
 DUMP_PLAIN = "database_full.sql"
+DUMP_DIRECTORY = "database_full.dir"  # pg_dump -Fd: a folder; the manifest lists each file
 _MANIFEST_TMP = re.compile(r"^\.manifest\.json\.\d+\.tmp$")
 NAME_RE = re.compile(r"^(\d{8}_\d{6})(?:_([2-9]|[1-9]\d+))?$")
 
@@ -44,15 +45,22 @@ class Backup:
 
     @property
     def dump(self) -> Path | None:
-        """The full dump file, whichever format it was written in."""
-        for name in (DUMP_CUSTOM, DUMP_PLAIN):
-            if name in self.manifest.get("files", {}):
-                return self.path / name
-        return None
+        """The full dump, whichever format it was written in (a folder for directory)."""
+        return dump_in(self.path, self.manifest.get("files", {}))
 
     @property
     def size(self) -> int:
         return sum(int(f["size"]) for f in self.manifest.get("files", {}).values())
+
+
+def dump_in(folder: Path, files: dict[str, Any]) -> Path | None:
+    """The dump a manifest's file list holds: its file, or its folder (directory format)."""
+    for name in (DUMP_CUSTOM, DUMP_PLAIN):
+        if name in files:
+            return folder / name
+    if any(isinstance(rel, str) and rel.startswith(DUMP_DIRECTORY + "/") for rel in files):
+        return folder / DUMP_DIRECTORY
+    return None
 
 
 def sort_key(name: str) -> tuple[str, int]:
@@ -135,7 +143,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise BackupCorrupt(f"backup {folder.name}: {MANIFEST} is unreadable ({err})") from None
     if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
         raise BackupCorrupt(f"backup {folder.name}: {MANIFEST} has no file list")
-    if data.get("kind") == "full" and not {DUMP_CUSTOM, DUMP_PLAIN} & set(data["files"]):
+    if data.get("kind") == "full" and dump_in(folder, data["files"]) is None:
         raise BackupCorrupt(f"backup {folder.name}: {MANIFEST} lists no database dump")
     if data.get("format_version") != FORMAT_VERSION:
         raise BackupCorrupt(
@@ -309,7 +317,10 @@ def describe(backup: Backup) -> str:
     check = m.get("verification") or {}
     verified = ("verified" if check.get("ok") else "VERIFY FAILED") if check else "not verified"
     note = f"  ({m['note']})" if m.get("note") else ""
-    return (f"{backup.name:<18} {backup.kind:<10} {human_size(backup.size):>9}  "
+    kind = backup.kind
+    if kind == "full" and backup.dump is not None and backup.dump.name != DUMP_CUSTOM:
+        kind += {DUMP_PLAIN: "-plain", DUMP_DIRECTORY: "-dir"}[backup.dump.name]
+    return (f"{backup.name:<18} {kind:<10} {human_size(backup.size):>9}  "
             f"{revision:<14} {verified}{note}")
 
 

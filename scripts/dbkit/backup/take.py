@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,9 +27,10 @@ from typing import Any, BinaryIO
 import psycopg2
 
 from dbkit import __version__
-from dbkit.backup.load import load_sql
+from dbkit.backup.load import load_sql, restore_jobs
 from dbkit.backup.manifest import (
     DUMP_CUSTOM,
+    DUMP_DIRECTORY,
     DUMP_PLAIN,
     FORMAT_VERSION,
     MIGRATIONS,
@@ -47,7 +48,7 @@ from dbkit.project import versions
 from dbkit.project.chain import AlembicProject
 from dbkit.settings import Settings
 
-FORMATS = {"custom": DUMP_CUSTOM, "plain": DUMP_PLAIN}
+FORMATS = {"custom": DUMP_CUSTOM, "plain": DUMP_PLAIN, "directory": DUMP_DIRECTORY}
 TMP_PREFIX = ".tmp-"
 _TMP_RE = re.compile(r"^\.tmp-.*-(\d+)-[0-9a-f]{8}$")
 
@@ -251,6 +252,10 @@ def take_full_backup(
     """Migrations, the whole database, its schema, history and current revision."""
     if fmt not in FORMATS:
         raise ConfigError(f"FORMAT={fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt == "directory" and server.mode == "docker":
+        raise ConfigError("FORMAT=directory is not available in docker mode: pg_dump runs in "
+                          "the container and a directory dump cannot be streamed out of it; "
+                          "use FORMAT=custom (the default)")
     dbname = dbname or server.dev_db
     project = project or AlembicProject(settings, server)
     with draft(settings.backup_dir) as d, ThreadPoolExecutor(max_workers=1) as pool:
@@ -290,12 +295,22 @@ def dump_database(server: Server, d: Draft, dbname: str, fmt: str) -> dict[str, 
             snapshot = cur.fetchone()[0]
         reader = _snapshot_session(server, dbname, snapshot)
         common = ["--no-password", f"--snapshot={snapshot}"]
-        with d.open(FORMATS[fmt]) as data_fh, d.open("schema.sql") as schema_fh, \
-                ThreadPoolExecutor(max_workers=2) as pool:
-            data = pool.submit(
-                tools.run, server.tool("pg_dump", [f"--format={fmt}", *common], dbname),
-                stdout=data_fh, what="pg_dump",
-            )
+        with ExitStack() as files, ThreadPoolExecutor(max_workers=2) as pool:
+            schema_fh = files.enter_context(d.open("schema.sql"))
+            if fmt == "directory":
+                # pg_dump -j writes one file per table into a folder it creates (0700).
+                jobs = ["--jobs", str(restore_jobs()), "-f", str(d.path / DUMP_DIRECTORY)]
+                data = pool.submit(
+                    tools.run, server.tool("pg_dump", ["--format=directory", *jobs, *common],
+                                           dbname),
+                    stdout=subprocess.DEVNULL, what="pg_dump",
+                )
+            else:
+                data_fh = files.enter_context(d.open(FORMATS[fmt]))
+                data = pool.submit(
+                    tools.run, server.tool("pg_dump", [f"--format={fmt}", *common], dbname),
+                    stdout=data_fh, what="pg_dump",
+                )
             schema = pool.submit(
                 tools.run, server.tool("pg_dump", ["--schema-only", *common], dbname),
                 stdout=schema_fh, what="pg_dump --schema-only",
@@ -313,6 +328,8 @@ def dump_database(server: Server, d: Draft, dbname: str, fmt: str) -> dict[str, 
             data.result()  # the data dump's failure is the better message: raise it first
             if schema_error is not None:
                 raise schema_error
+        if fmt == "directory":
+            make_private(d.path / DUMP_DIRECTORY)
         if failed is not None:
             first = str(failed).strip().splitlines()[0] if str(failed).strip() else "error"
             raise DbkitError(f"reading {dbname} for the manifest failed: "
@@ -331,6 +348,22 @@ def dump_database(server: Server, d: Draft, dbname: str, fmt: str) -> dict[str, 
         "row_counts": row_counts,
         "schema_fingerprint": fingerprint.result(),
     }
+
+
+def make_private(folder: Path) -> None:
+    """What a tool wrote into a backup, made 0700 (folders) and 0600 (files), and on disk."""
+    folder.chmod(0o700)
+    for here, dirs, names in os.walk(folder):
+        for name in dirs:
+            (Path(here) / name).chmod(0o700)
+        for name in names:
+            path = Path(here) / name
+            path.chmod(0o600)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def _snapshot_session(server: Server, dbname: str, snapshot: str | None = None,

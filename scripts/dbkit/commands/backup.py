@@ -24,7 +24,8 @@ def migration_backup(settings: Settings, out: Console) -> None:
 
 
 def backup_full(settings: Settings, out: Console, *, format: str = "custom") -> None:  # noqa: A002
-    """Back up migrations and the whole database (FORMAT=plain for a .sql dump)."""
+    """Back up migrations and the whole database (FORMAT=plain for a .sql dump, FORMAT=directory
+    for pg_dump -Fd -j<cores> into a folder, for big databases)."""
     server = get_server(settings)
     server.ensure_running(out)
     made = take_full_backup(settings, server, out, fmt=format.strip().lower())
