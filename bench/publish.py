@@ -180,11 +180,32 @@ def markdown(results: dict[str, Any]) -> str:
             f"| `pg_restore -j2` into a new database | {b['pg_restore']:.1f} | |",
             f"| `dbkit restore-full` into a new database | {b['restore_new']:.1f} | "
             f"{backup['restore_ratio']:.2f}x |",
-            f"| `dbkit restore-full` over an existing database | {b['restore_over']:.1f} | "
-            f"{backup['restore_over_ratio']:.2f}x |",
-            f"| `psql < database_full.sql` | {b['psql']:.1f} | {backup['psql_ratio']:.2f}x |",
-            "",
+            f"| `dbkit restore-full` over an existing database (kept) | "
+            f"{b['restore_over']:.1f} | {backup['restore_over_ratio']:.2f}x |",
         ]
+        if "restore_over_keep0" in b:
+            lines.append(f"| `dbkit restore-full` over an existing database, `KEEP_PREVIOUS=0` "
+                         f"(safety dump) | {b['restore_over_keep0']:.1f} | "
+                         f"{backup['restore_over_keep0_ratio']:.2f}x |")
+        lines.append(f"| `psql < database_full.sql` | {b['psql']:.1f} | "
+                     f"{backup['psql_ratio']:.2f}x |")
+        if "backup_dir" in b:
+            trip = backup["directory_round_trip"]
+            lines += [
+                f"| `pg_dump -Fd -j2` | {b['pg_dump_dir']:.1f} | |",
+                f"| `dbkit backup-full FORMAT=directory` | {b['backup_dir']:.1f} | "
+                f"{backup['backup_dir_ratio']:.2f}x |",
+                f"| `dbkit backup-verify` (directory) | {b['verify_dir']:.1f} | |",
+                f"| `pg_restore -j2` of the folder into a new database | "
+                f"{b['pg_restore_dir']:.1f} | |",
+                f"| `dbkit restore-full` (directory) into a new database | "
+                f"{b['restore_dir']:.1f} | {backup['restore_dir_ratio']:.2f}x |",
+                "",
+                f"Directory round trip: {trip['rows']:,} rows in {trip['tables']} tables, "
+                f"{trip['files']} files; row counts and schema fingerprint identical: "
+                f"{'yes' if trip['identical'] else 'NO'}.",
+            ]
+        lines.append("")
     lines += ["## Goals", "", "| goal | measured | target | |", "|---|---:|---:|---|"]
     for g in results["goals"]:
         sign = ">=" if g["higher_is_better"] else "<="
