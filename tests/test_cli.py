@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_backend, run_cli, run_dbkit
+from conftest import BACKEND, copy_backend, run_cli, run_dbkit
 from dbkit.pg.embedded import EmbeddedServer
 from dbkit.project.chain import AlembicProject
 from dbkit.safety import project_lock
@@ -39,7 +39,9 @@ def test_upgrade_current_history(env: dict[str, str], project_dir: Path,
     assert res.code == 0, res.err
     assert f"is at {head}" in res.out
     res = run_cli(["current"], env, cwd=project_dir)
-    assert res.out.strip() == f"{head} (head)"
+    project, result = res.out.strip().splitlines()
+    assert project.startswith(f"Project: {BACKEND} (python: ") and "SQLAlchemy " in project
+    assert result == f"{head} (head)"
     res = run_cli(["history"], env, cwd=project_dir)
     assert res.code == 0 and head in res.out and "merge" in res.out.lower()
 
@@ -237,7 +239,8 @@ def test_current_names_a_revision_that_is_not_in_the_chain(
         cur.execute("UPDATE alembic_version SET version_num = 'deadbeef0000'")
     conn.close()
     res = run_cli(["current"], env, cwd=project_dir)
-    assert res.out.strip() == "deadbeef0000 (not in this chain: newer, deleted or squashed)"
+    assert res.out.strip().splitlines()[-1] == (
+        "deadbeef0000 (not in this chain: newer, deleted or squashed)")
 
 
 def test_confirm_cannot_be_faked_through_the_environment(

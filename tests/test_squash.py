@@ -94,7 +94,7 @@ def test_a_warm_child_runs_operations_in_turn_and_says_when_it_died(
         finally:
             conn.close()
 
-    with AlembicChild() as child:
+    with AlembicChild(settings, server, fresh_db) as child:
         project = AlembicProject(settings, server, child=child)
         assert project.heads() == ["0a0100000003"]
         assert project.build(fresh_db) > 0

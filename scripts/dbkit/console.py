@@ -38,6 +38,7 @@ class Console:
         if colour is None:
             colour = _isatty(self.out) and "NO_COLOR" not in os.environ
         self.colour = colour
+        self._said: set[str] = set()
 
     def mask(self, text: str) -> str:
         return mask(text, self.secrets)
@@ -56,6 +57,12 @@ class Console:
 
     def result(self, text: str = "") -> None:
         self.say(text, force=True)
+
+    def once(self, text: str) -> None:
+        """``say`` a line only the first time (each child of a run greets with the same)."""
+        if text not in self._said:
+            self._said.add(text)
+            self.say(text)
 
     @contextmanager
     def step(self, title: str) -> Iterator[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ DEFAULTS: dict[str, str] = {
     "ALLOW_TEMPLATE_CACHE": "0",
     "SEED_DATA_FILE_ROWS": "1000",
     "SEED_DATA_FILE_BYTES": "100000",
+    "BACKEND_PYTHON": "",
+    "URL_ENV": "",
 }
 # The checks db-validate-schema can run (CHECKS chooses; empty: all that apply).
 CHECK_NAMES = ("models", "chain", "registry")
@@ -81,6 +84,9 @@ class Settings:
     # squash: a table with more seed rows, or more bytes of them, goes to a data file (COPY)
     seed_data_file_rows: int = 1000
     seed_data_file_bytes: int = 100000
+    backend_python: Path
+    backend_python_source: str  # how it was chosen, said with it ("the project's .venv")
+    url_env: tuple[str, ...] = ()
 
     def require_alembic(self) -> Path:
         """The Alembic ini file, or a one-line error saying what is missing."""
@@ -92,6 +98,42 @@ class Settings:
                 "(set BACKEND_DIR to your Alembic project, or ALEMBIC_CONFIG to its alembic.ini)"
             )
         return self.alembic_config
+
+    def require_python(self) -> Path:
+        """The project's interpreter, or a one-line error saying what is wrong with it."""
+        python = self.backend_python
+        if not python.exists():
+            raise ConfigError(f"BACKEND_PYTHON {python} does not exist (set BACKEND_PYTHON to "
+                              "the python of the project's virtual environment)")
+        if python.is_dir() or not os.access(python, os.X_OK):
+            raise ConfigError(f"BACKEND_PYTHON {python} is not an executable file")
+        return python
+
+
+def find_backend_python(backend_dir: Path) -> tuple[Path, str]:
+    """The project's interpreter: its own .venv, or one in a folder above it up to the
+    repository's root (the nearest folder with .git; never above the home folder), else
+    dbkit's own Python. Returns it and how it was found."""
+    home = Path.home().resolve()
+    folder = backend_dir.resolve()
+    while True:
+        candidate = folder / ".venv" / "bin" / "python"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate, ("the project's .venv" if folder == backend_dir.resolve()
+                               else f"the .venv in {folder}")
+        if (folder / ".git").exists() or folder == home or folder.parent == folder:
+            break
+        folder = folder.parent
+    return Path(sys.executable), "dbkit's own: no .venv found for the project"
+
+
+def _url_env(raw: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for name in names:
+        if not name.isidentifier() or not name.isascii():
+            raise ConfigError(f"URL_ENV: {name!r} is not an environment variable name "
+                              "(a comma list such as SQLALCHEMY_DATABASE_URI,APP_DB_URL)")
+    return names
 
 
 
@@ -194,6 +236,10 @@ def load_settings(
     alembic_config = (
         path("ALEMBIC_CONFIG") if get("ALEMBIC_CONFIG") else backend_dir / "alembic.ini"
     )
+    if get("BACKEND_PYTHON").strip():
+        backend_python, python_source = path("BACKEND_PYTHON"), "BACKEND_PYTHON"
+    else:
+        backend_python, python_source = find_backend_python(backend_dir)
     pg_bin = path("PG_BIN") if get("PG_BIN") else None
     if pg_bin is not None and not pg_bin.is_dir():
         raise ConfigError(f"PG_BIN={pg_bin} is not a directory")
@@ -228,6 +274,9 @@ def load_settings(
                                         low=0, high=10**12)),
         seed_data_file_bytes=int(_number("SEED_DATA_FILE_BYTES", get("SEED_DATA_FILE_BYTES"),
                                          low=0, high=10**15)),
+        backend_python=backend_python,
+        backend_python_source=python_source,
+        url_env=_url_env(get("URL_ENV")),
     )
 
 

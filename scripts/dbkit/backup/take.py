@@ -233,7 +233,7 @@ def take_migrations_backup(
     """Copy the versions directory into a new backup (no database needed). ``info``: what
     ``project.backup_info()`` already returned (saves an Alembic child); ``extra``: more
     manifest fields."""
-    project = project or AlembicProject(settings, None)
+    project = project or AlembicProject(settings, None, out=out)
     with draft(settings.backup_dir) as d:
         info = (read_project(project, out) if info is None
                 else checked_info(project, out, dict(info)))
@@ -257,7 +257,7 @@ def take_full_backup(
                           "the container and a directory dump cannot be streamed out of it; "
                           "use FORMAT=custom (the default)")
     dbname = dbname or server.dev_db
-    project = project or AlembicProject(settings, server)
+    project = project or AlembicProject(settings, server, out=out)
     with draft(settings.backup_dir) as d, ThreadPoolExecutor(max_workers=1) as pool:
         # An Alembic child process takes a moment: it reads the chain while pg_dump works.
         reading = pool.submit(project.backup_info, dbname)

@@ -22,7 +22,7 @@ def demo(settings: Settings, out: Console) -> None:
     folder of its own: the backend is not changed.
     """
     server = get_server(settings)
-    project = AlembicProject(settings, server)
+    project = AlembicProject(settings, server, out=out)
     out.say(f"dbkit demo on {settings.alembic_config.parent} ({server.mode} mode)")
     server.start(out)
     revisions = project.revisions()

@@ -67,7 +67,8 @@ def upgrade(settings: Settings, out: Console, *, revision: str = "head",
     the whole upgrade (Alembic's offline mode) for review instead of running it.
     """
     server = get_server(settings)
-    project = AlembicProject(settings, server)  # checks the Alembic config before any start
+    # Checks the Alembic config and the interpreter before any start.
+    project = AlembicProject(settings, server, out=out)
     server.ensure_running(out)
     db = server.dev_db
     exists = server.database_exists(db)
@@ -91,7 +92,7 @@ def upgrade(settings: Settings, out: Console, *, revision: str = "head",
 def current(settings: Settings, out: Console) -> None:
     """Show the development database's Alembic revision and whether it is the head."""
     server = get_server(settings)
-    project = AlembicProject(settings, server)
+    project = AlembicProject(settings, server, out=out)
     server.ensure_running(out)
     revs = project.current(server.dev_db)
     known = {r.revision for r in project.revisions()}
@@ -106,4 +107,4 @@ def current(settings: Settings, out: Console) -> None:
 
 def history(settings: Settings, out: Console) -> None:
     """Show the migration history (alembic history)."""
-    out.result(AlembicProject(settings, None).history_text().rstrip())
+    out.result(AlembicProject(settings, None, out=out).history_text().rstrip())

@@ -14,7 +14,8 @@ from dbkit.settings import Settings
 def reset(settings: Settings, out: Console, *, confirm: str | None = None) -> None:
     """Drop and rebuild the development database with alembic upgrade head (asks first)."""
     server = get_server(settings)
-    project = AlembicProject(settings, server)  # checks the Alembic config before any start
+    # Checks the Alembic config and the interpreter before any start.
+    project = AlembicProject(settings, server, out=out)
     server.ensure_running(out)
     project.single_head()
     guard_destructive(settings, server, f"reset {server.dev_db}")

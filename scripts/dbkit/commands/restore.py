@@ -73,7 +73,7 @@ def previous_name(server: Server, dbname: str) -> str:
 # -- verbs ---------------------------------------------------------------------------------
 def migration_restore(settings: Settings, out: Console, *, backup: str = "") -> None:
     """Restore the migrations (versions directory) from a backup, saving the current first."""
-    project = AlembicProject(settings, None)
+    project = AlembicProject(settings, None, out=out)
     chosen = choose_backup(settings.backup_dir, out, backup, kinds=("full", "migrations"),
                            action="restore the migrations of")
     with project_lock(settings, "migration-restore"):
@@ -102,7 +102,7 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
     chosen = choose_backup(settings.backup_dir, out, backup, kinds=("full",),
                            action="restore")
     server.ensure_running(out)
-    project = AlembicProject(settings, server)
+    project = AlembicProject(settings, server, out=out)
     exists = server.database_exists(dbname)
     _explain(out, server, chosen, exists=exists, keep_previous=keep_previous)
     ask(out, word="restore", given=confirm, what=f"replace {dbname} with backup {chosen.name}")

@@ -1,11 +1,15 @@
-"""The user's Alembic project, driven through ``dbkit.alembic_child`` one operation at a time."""
+"""The user's Alembic project, run by ``runner.py`` in a child process of the project's own.
+
+The child is the project's interpreter (``BACKEND_PYTHON``) running ``runner.py`` by path,
+serving one target database for its life: ``AlembicChild`` keeps one warm for a run of
+operations on one database, and any operation on another database gets a child of its own.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 from contextlib import ExitStack
@@ -13,15 +17,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
+from urllib.parse import quote
 
-from dbkit.console import mask
-from dbkit.errors import ChainBuildFailed, ConfigError
+from dbkit.console import Console, mask
+from dbkit.errors import ChainBuildFailed, ConfigError, DbkitError
 from dbkit.pg import extensions
 from dbkit.pg.server import Server
 from dbkit.project import watch
 from dbkit.settings import Settings
 
-_CHILD = [sys.executable, "-m", "dbkit.project.runner"]
+RUNNER = Path(__file__).resolve().with_name("runner.py")
+# Characters a URL may carry as they are: anything else would need a %-escape, which
+# ConfigParser's interpolation (config.set_main_option) rejects.
+_PLAIN = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+_IDENTITY = ("SELECT (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text, "
+             "current_setting('port')")
+
+
+class WrongDatabase(DbkitError):
+    """The project's code tried to reach another database than dbkit's target (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -54,42 +68,131 @@ def one_head(revisions: list[Revision], project: Path) -> str:
     return heads[0]
 
 
+# -- the target, as the child gets it -------------------------------------------------------------
+
+def target_spec(settings: Settings, server: Server | None, dbname: str | None,
+                identity: tuple[str, str] | None = None) -> dict[str, Any]:
+    """What ``runner.Target`` reads from ``DBKIT_CHILD``: the alembic.ini, the URL to hand
+    over (driver chosen by the child), and the identity its guard expects.
+
+    The URL never holds a ``%``: a password or a socket folder that would need escaping
+    travels in PGPASSWORD / PGHOST instead, which every libpq driver reads.
+    """
+    spec: dict[str, Any] = {"config": str(settings.require_alembic()),
+                            "url_env": list(settings.url_env)}
+    if dbname is None or server is None:
+        return spec  # chain-only operations: the guard lets no connection through
+    p = {k: v for k, v in server.params(dbname).items() if v}
+    host, port, user, password = (p.pop(k, "") for k in ("host", "port", "user", "password"))
+    p.pop("dbname", None)
+    netloc, query = "", []
+    if user:
+        netloc = _plain(user) or ""
+        if not netloc:
+            spec["pguser"] = user
+    if password:
+        spec["password"] = password
+        if netloc and _plain(password):
+            netloc += f":{password}"
+    if netloc:
+        netloc += "@"
+    if host.startswith("/"):
+        spec["pghost"], spec["pgport"] = host, port
+        if all(c in _PLAIN or c == "/" for c in host):
+            query.append(f"host={host}")  # a path is valid in a query as it is
+    elif host:
+        netloc += host + (f":{port}" if port else "")
+    query += [f"{k}={v}" for k, v in sorted(p.items()) if _plain(k) and _plain(v)]
+    spec["url"] = (f"postgresql://{netloc}/{quote(dbname, safe='')}"
+                   + ("?" + "&".join(query) if query else ""))
+    started, srv_port = identity or server_identity(server)
+    spec["expect"] = {"database": dbname, "started": started, "port": srv_port}
+    return spec
+
+
+def _plain(text: str) -> str | None:
+    return text if set(text) <= _PLAIN else None
+
+
+def server_identity(server: Server) -> tuple[str, str]:
+    """The server's start time (microseconds) and port: with the database's name, what the
+    child's guard compares every connection against."""
+    conn = server.connect(server.maintenance_db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_IDENTITY)
+            started, port = cur.fetchone()
+            return str(started), str(port)
+    finally:
+        conn.close()
+
+
+def _child_env(spec: dict[str, Any]) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DBKIT_CHILD"] = json.dumps(spec)
+    if spec.get("pguser"):
+        env["PGUSER"] = spec["pguser"]
+    return env
+
+
+def _greeted(settings: Settings, hello: dict[str, Any], out: Console | None) -> None:
+    """The child's first line: say which interpreter runs the project, or why it cannot."""
+    python = settings.backend_python
+    if "error" in hello:
+        raise ConfigError(f"BACKEND_PYTHON {python} ({settings.backend_python_source}) cannot "
+                          f"run the project: {hello['error']}")
+    if out is not None:
+        out.once(f"Project: {settings.alembic_config.parent} (python: {python}, "
+                 f"{settings.backend_python_source}; SQLAlchemy {hello['sqlalchemy']}, "
+                 f"Alembic {hello['alembic']})")
+
+
+def _split(stdout: str) -> tuple[dict[str, Any] | None, str]:
+    """A one-shot child's stdout: its greeting and its answer."""
+    first, _, rest = stdout.partition("\n")
+    try:
+        hello = json.loads(first)["hello"]
+    except (ValueError, KeyError, TypeError):
+        return None, stdout
+    return hello, rest
+
+
 class AlembicProject:
     """One Alembic project (its alembic.ini) and the server its databases live on."""
 
     def __init__(
         self, settings: Settings, server: Server | None, *, version_locations: Path | None = None,
-        child: AlembicChild | None = None,
+        child: AlembicChild | None = None, out: Console | None = None,
     ) -> None:
         self.settings = settings
         self.server = server
         self.config = settings.require_alembic()
+        settings.require_python()
         # Set: revisions come from this directory instead of the project's own (squash proof).
         self.version_locations = version_locations
-        # Set: every operation runs in this one warm child instead of a child of its own.
+        # Set: operations on its database (and those needing none) run in this warm child;
+        # any other database gets a child of its own.
         self.child = child
+        self.out = out if out is not None else (child.out if child else None)
+        self._identity: tuple[str, str] | None = None
 
-    def _run(self, op: str, *args: str, dbname: str | None = None,
-             url: str | None = None) -> dict[str, Any]:
-        spec: dict[str, Any] = {"config": str(self.config), "op": op, "args": list(args)}
-        if url is not None:  # a database's URL for its dialect only: nothing connects to it
-            spec["url"] = url
+    def _run(self, op: str, *args: str, dbname: str | None = None) -> dict[str, Any]:
+        spec: dict[str, Any] = {"op": op, "args": list(args)}
         if self.version_locations is not None:
             spec["version_locations"] = str(self.version_locations)
-        if dbname is not None:
-            assert self.server is not None
-            spec["url"] = self.server.sa_url(dbname).render_as_string(hide_password=False)
         answer, stderr, code = self._watched(spec, dbname, " ".join(["alembic", op, *args]))
+        secrets = self.server.secrets if self.server else ()
         try:
             result = json.loads(answer)
         except ValueError:
-            secrets = self.server.secrets if self.server else ()
             tail = mask(stderr.strip().splitlines()[-1] if stderr.strip() else
                         f"exit {code}", secrets)
             raise ChainBuildFailed(f"alembic {op} crashed: {tail}") from None
         result["stderr"] = stderr
+        if result.get("guard"):
+            raise WrongDatabase(mask(result["guard"], secrets),
+                                trace=mask(result.get("traceback", ""), secrets))
         if not result["ok"]:
-            secrets = self.server.secrets if self.server else ()
             where = f" in revision {result['revision']}" if result.get("revision") else ""
             what = " ".join(["alembic", op, *args])
             error = mask(result["error"], secrets)
@@ -107,22 +210,35 @@ class AlembicProject:
         """``_exchange``, with ``dbname`` watched for lock waits and the time limit
         (``watch``): the child is killed, and ``MigrationStuck`` raised, when one is passed."""
         if dbname is None or self.server is None:
-            return self._exchange(spec)
+            return self._exchange(spec, dbname)
         with ExitStack() as stack:
-            child = self.child or stack.enter_context(AlembicChild())  # one that can be killed
+            child = self.child
+            if child is None or child.dbname != dbname:  # one that serves dbname, can be killed
+                if self._identity is None:
+                    self._identity = server_identity(self.server)
+                child = stack.enter_context(AlembicChild(self.settings, self.server, dbname,
+                                                         out=self.out, identity=self._identity))
             stack.enter_context(watch.watch(
                 self.server, dbname, child.kill, lock_wait=self.settings.lock_wait_timeout,
                 total=self.settings.migration_timeout, what=f"{what} on database {dbname}"))
             return child.exchange(spec)
 
-    def _exchange(self, spec: dict[str, Any]) -> tuple[str, str, int | None]:
-        """One operation in a child: its JSON answer, stderr and exit status."""
-        if self.child is not None:
+    def _exchange(self, spec: dict[str, Any],
+                  dbname: str | None) -> tuple[str, str, int | None]:
+        """One operation in a child serving ``dbname``: its JSON answer, stderr, exit status."""
+        if self.child is not None and dbname in (None, self.child.dbname):
             return self.child.exchange(spec)
+        if dbname is not None and self.server is not None and self._identity is None:
+            self._identity = server_identity(self.server)
+        target = target_spec(self.settings, self.server, dbname, self._identity)
         # The child answers with JSON on stdout (the project's own output goes to stderr);
         # nothing is written to disk, so a killed run leaves nothing behind.
-        proc = subprocess.run(_CHILD, input=json.dumps(spec), capture_output=True, text=True)
-        return proc.stdout, proc.stderr, proc.returncode
+        proc = subprocess.run(_command(self.settings), input=json.dumps(spec) + "\n",
+                              capture_output=True, text=True, env=_child_env(target))
+        hello, answer = _split(proc.stdout)
+        if hello is not None:
+            _greeted(self.settings, hello, self.out)
+        return answer, proc.stderr, proc.returncode
 
     # -- the chain, no database needed -------------------------------------------------------
     def heads(self) -> list[str]:
@@ -162,11 +278,10 @@ class AlembicProject:
 
     def upgrade_sql(self, dbname: str, start: str | None, target: str = "head") -> str:
         """``alembic upgrade --sql start:target``: the SQL an upgrade of ``dbname`` from
-        ``start`` (None: base) would run, for review; nothing connects to the database."""
-        assert self.server is not None
-        url = self.server.sa_url(dbname).render_as_string(hide_password=False)
+        ``start`` (None: base) would run, for review; nothing connects to the database: it
+        runs in a child that reaches none, whose handed-over URL names the dialect."""
         span = f"{start}:{target}" if start else target
-        return str(self._run("upgrade_sql", span, url=url)["data"])
+        return str(self._run("upgrade_sql", span)["data"])
 
     def downgrade(self, dbname: str, target: str = "base") -> str:
         return str(self._run("downgrade", target, dbname=dbname)["stderr"])
@@ -191,22 +306,29 @@ class AlembicProject:
 
 
 class AlembicChild:
-    """One ``dbkit.alembic_child`` started now, that runs operations one after another.
+    """One child serving ``dbname`` (None: no database, for chain-only operations), started
+    now, that runs operations one after another.
 
     Its start (the interpreter, Alembic and SQLAlchemy: a third of a second) then happens
     while the caller does other work, and once for all the operations. It imports nothing of
     the project before the first operation; after that the project's modules stay imported,
-    so give one child to one project and one versions directory. Between operations it holds
-    no database connection. A context manager: leaving it ends the child (killed at once
-    when leaving on an error: it may be running a migration in a database about to go).
+    with the settings the app cached from this target: so one child, one database (and one
+    versions directory). Between operations it holds no database connection. A context
+    manager: leaving it ends the child (killed at once when leaving on an error: it may be
+    running a migration in a database about to go).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings, server: Server | None, dbname: str | None, *,
+                 out: Console | None = None, identity: tuple[str, str] | None = None) -> None:
+        self.settings, self.dbname, self.out = settings, dbname, out
+        env = _child_env(target_spec(settings, server, dbname, identity))
         # stderr (the project's log) goes to an unnamed file: a pipe nobody reads could fill.
         self._log: IO[bytes] = tempfile.TemporaryFile()
         self._lock = threading.Lock()
-        self._proc = subprocess.Popen(_CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=self._log, text=True)
+        self._greeted = False
+        self._proc = subprocess.Popen(_command(settings), stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=self._log, text=True,
+                                      env=env)
 
     def exchange(self, spec: dict[str, Any]) -> tuple[str, str, int | None]:
         """Send one operation, wait for its answer (one JSON line); "" when the child is gone."""
@@ -216,6 +338,11 @@ class AlembicChild:
                 return "", "", self._proc.returncode
             logged = os.fstat(self._log.fileno()).st_size  # this operation's log starts here
             try:
+                if not self._greeted:
+                    hello, _ = _split(self._proc.stdout.readline())
+                    self._greeted = True
+                    if hello is not None:
+                        _greeted(self.settings, hello, self.out)
                 self._proc.stdin.write(json.dumps(spec) + "\n")
                 self._proc.stdin.flush()
                 answer = self._proc.stdout.readline()
@@ -270,3 +397,8 @@ class AlembicChild:
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close(kill=kind is not None)
+
+
+def _command(settings: Settings) -> list[str]:
+    """The project's interpreter running the runner by path: nothing of dbkit is imported."""
+    return [str(settings.require_python()), str(RUNNER)]

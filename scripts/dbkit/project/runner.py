@@ -1,40 +1,212 @@
-"""Runs one Alembic operation on the user's project, in a process of its own.
+"""The child process that runs the user's Alembic project; dbkit never imports the project.
 
-Why a child process: the project's ``env.py`` imports the project's models, configures
-logging and may keep module state; a fresh interpreter per operation (or per session: the
-operations of one project on one versions directory) keeps two projects (or two versions of
-one project) from ever meeting in ``sys.modules``.
+Long because it must be one self-contained file: the project's own interpreter
+(``BACKEND_PYTHON``) runs it by path, with nothing of dbkit installed, so it may import only
+the standard library, Alembic (1.10 and later), SQLAlchemy (1.4, 2.0, 2.1) and the project's
+code. Everything that needs psycopg2 or the catalog stays in dbkit's process.
 
-Input is one JSON object per line on stdin (``config``, ``op``, ``args``, ``url``), so the
-database password never appears in argv; each is answered by one JSON line on stdout.
+One child serves one target database for its whole life (``chain.AlembicChild``): apps cache
+their settings at import, so a process that ran env.py for database X must never run it for Y.
+The target comes in the environment variable ``DBKIT_CHILD`` (JSON, never argv: it holds the
+password) and is handed to the project every way an env.py looks for it, before any of the
+project's code is imported: ``config.attributes["connection"]``, the ``sqlalchemy.url``
+option, ``DATABASE_URL`` and each name in ``url_env``. A guard on every SQLAlchemy pool then
+refuses any connection to another database, so a project that builds its own URL cannot
+touch the wrong database.
+
+Protocol: the first line on stdout is a greeting (versions, driver, or why this interpreter
+cannot serve); then each JSON operation on stdin (``op``, ``args``, ``version_locations``)
+gets one JSON line back. The project's own output goes to stderr.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
+import importlib.util
 import io
 import json
 import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
+# Run by path, this file's folder comes first on sys.path: dbkit's own modules (versions.py,
+# chain.py) would shadow the project's. ``main`` puts the project's folder there instead.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if sys.path and os.path.abspath(sys.path[0] or ".") == _HERE:
+    del sys.path[0]
 
-from dbkit.validate import model_diff
+try:
+    import alembic
+    import sqlalchemy
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.config import Config
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import (
+        Column,
+        Computed,
+        Enum,
+        Identity,
+        Index,
+        MetaData,
+        create_engine,
+        event,
+        inspect,
+    )
+    from sqlalchemy.engine import Connection, Dialect
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.pool import NullPool, Pool
+    from sqlalchemy.schema import ForeignKeyConstraint, UniqueConstraint
+except ImportError as err:  # said in the greeting: this interpreter cannot run the project
+    _MISSING: str | None = f"{type(err).__name__}: {err}"
+else:
+    _MISSING = None
+
+MESSAGE_LINES = 20  # an error's message is sent whole (a pydantic error lists each field), to here
+GUARD_HELP = 'README, "If your env.py builds its own URL"'
+_IDENTITY = ("SELECT current_database(), "
+             "(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text, "
+             "current_setting('port')")
 
 
-def _with_env(cfg: Config, fn: Any) -> Any:
-    """Run the project's env.py with ``fn(rev, context)`` as the migration function."""
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits or 0))
+        if not piece.isdigit():
+            break
+    return tuple(parts)
+
+
+# -- the target: handed over every way, and guarded ---------------------------------------------
+class WrongDatabase(RuntimeError):
+    """The project's code opened a connection to something other than the target."""
+
+
+class Target:
+    """The one database this child serves (``url`` None: none, for chain-only operations)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.config = Path(spec["config"]).resolve()
+        self.expect: dict[str, str] | None = spec.get("expect")
+        self.driver = _driver()
+        self.url: str | None = None
+        if spec.get("url"):
+            if self.driver is None:
+                raise RuntimeError("this interpreter has neither psycopg2 nor psycopg (3) "
+                                   "(SQLAlchemy 2.0 or later) to reach PostgreSQL with")
+            # The project's driver, so that its env.py and models find what they expect.
+            self.url = spec["url"].replace("postgresql://", f"postgresql+{self.driver}://", 1)
+        self.refused: str | None = None  # set once the guard refused a connection
+        self.env = {name: self.url for name in ["DATABASE_URL", *spec.get("url_env", [])]
+                    if self.url}
+        for key, name in (("pghost", "PGHOST"), ("pgport", "PGPORT"),
+                          ("password", "PGPASSWORD")):
+            if spec.get(key):
+                self.env[name] = spec[key]
+
+    def hand_over(self) -> None:
+        """Before any of the project's code runs: its environment, folder and sys.path."""
+        os.environ.update(self.env)
+        # Where the owner runs `alembic`: an app reading `.env` relative to it finds its own.
+        os.chdir(self.config.parent)
+        # `python -m alembic` from that folder has it first on sys.path; the project's
+        # prepend_sys_path is added by Alembic's Config as usual.
+        sys.path.insert(0, str(self.config.parent))
+
+    def guard(self, dbapi_conn: Any, record: Any) -> None:
+        """Pool "connect" listener for every engine: only the target may be reached.
+
+        Runs before SQLAlchemy's own first-connect queries. The database's name, when the
+        driver tells it, is compared before any statement runs; then the server's identity
+        (its start time and port) with one read-only query.
+        """
+        try:
+            info = getattr(dbapi_conn, "info", None)
+            named = getattr(info, "dbname", None)
+            where = _where(info)
+            if self.expect is None:
+                problem = "this operation needs no database"
+            elif named is not None and named != self.expect["database"]:
+                problem = f"it is not the target {self.expect['database']!r}"
+            else:
+                cur = dbapi_conn.cursor()
+                try:
+                    cur.execute(_IDENTITY)
+                    got = [str(v) for v in cur.fetchone()]
+                finally:
+                    cur.close()
+                dbapi_conn.rollback()
+                named = got[0]
+                want = [self.expect[k] for k in ("database", "started", "port")]
+                if got == want:
+                    return
+                problem = (f"it is not the target {self.expect['database']!r}"
+                           if got[0] != want[0] else
+                           f"it is on another server than the target {want[0]!r}")
+        except WrongDatabase:
+            raise
+        except Exception as err:  # noqa: BLE001 - not provably the target: refused as well
+            named, where = named if "named" in locals() else None, ""
+            problem = f"its identity could not be read ({type(err).__name__}: {err})"
+        try:
+            dbapi_conn.close()
+        except Exception:  # noqa: BLE001, S110 - closing is a courtesy; the refusal stands
+            pass
+        self.refused = (
+            f"the project's code connected to database {named or '(unknown)'!r}{where}, and "
+            f"{problem}: dbkit stopped it before any of the project's statements ran. "
+            "The project's env.py builds its own URL; make it use the connection or URL "
+            f"dbkit hands over ({GUARD_HELP})"
+        )
+        raise WrongDatabase(self.refused)
+
+
+def _where(info: Any) -> str:
+    host = getattr(info, "host", None)
+    port = getattr(info, "port", None)
+    if not host:
+        return ""
+    return f" at {host}" + (f":{port}" if port and not str(host).startswith("/") else "")
+
+
+def _driver() -> str | None:
+    """The PostgreSQL driver this interpreter has: psycopg2, else psycopg 3 (SQLAlchemy 2)."""
+    if importlib.util.find_spec("psycopg2") is not None:
+        return "psycopg2"
+    if (importlib.util.find_spec("psycopg") is not None and _MISSING is None
+            and _version(sqlalchemy.__version__) >= (2, 0)):
+        return "psycopg"
+    return None
+
+
+def greeting() -> dict[str, Any]:
+    """What dbkit says about the interpreter in each verb's first lines; or why it cannot."""
+    hello: dict[str, Any] = {"python": sys.executable,
+                             "python_version": sys.version.split()[0]}
+    if _MISSING is not None:
+        hello["error"] = f"cannot import Alembic and SQLAlchemy ({_MISSING})"
+        return hello
+    hello.update(sqlalchemy=sqlalchemy.__version__, alembic=alembic.__version__,
+                 driver=_driver())
+    if _version(sqlalchemy.__version__) < (1, 4):
+        hello["error"] = f"has SQLAlchemy {sqlalchemy.__version__}; dbkit needs 1.4 or later"
+    elif _version(alembic.__version__) < (1, 10):
+        hello["error"] = f"has Alembic {alembic.__version__}; dbkit needs 1.10 or later"
+    return hello
+
+
+# -- running the project's env.py ---------------------------------------------------------------
+def _with_env(cfg: Config, fn: Callable[[Any], Any]) -> Any:
+    """Run the project's env.py with ``fn(context)`` as the migration function."""
     script = ScriptDirectory.from_config(cfg)
     box: dict[str, Any] = {}
 
@@ -59,28 +231,45 @@ def _failing_revision(err: BaseException, script: ScriptDirectory) -> str | None
     return found
 
 
+def _end(conn: Any, *, commit: bool) -> None:
+    """Commit or roll back what is open on ``conn``: SQLAlchemy 1.4's legacy Connection has
+    no ``commit()``, but both versions have its transaction."""
+    if conn.in_transaction():
+        trans = conn.get_transaction()
+        if trans is not None:
+            trans.commit() if commit else trans.rollback()
+
+
 @contextmanager
-def _connection(url: str) -> Iterator[Any]:
+def _connection(url: str, **kw: Any) -> Iterator[Any]:
     """A connection with no transaction open, as plain ``alembic`` gives env.py.
 
     Alembic then runs its own transactions (per run, or per migration when the project asks
     for ``transaction_per_migration``), and ``autocommit_block()`` works. Whatever the
     project's env.py leaves open is committed at the end, like a successful CLI run.
     """
-    engine = create_engine(url, poolclass=NullPool)
+    engine = create_engine(url, poolclass=NullPool, **kw)
     try:
         with engine.connect() as conn:
             yield conn
-            if conn.in_transaction():
-                conn.commit()
+            _end(conn, commit=True)
     finally:
         engine.dispose()
 
 
 def _as_list(value: str | tuple[str, ...] | list[str] | None) -> list[str]:
+    """Alembic's down_revision (None, one id, or several) as a list."""
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
+
+
+def message(err: BaseException) -> str:
+    """``Type: message``, every line of it (a pydantic error lists each field), capped."""
+    lines = str(err).strip().splitlines()
+    if len(lines) > MESSAGE_LINES:
+        lines = [*lines[:MESSAGE_LINES], f"... ({len(lines) - MESSAGE_LINES} more lines)"]
+    return f"{type(err).__name__}: " + "\n".join(lines) if lines else type(err).__name__
 
 
 def _backup_info(
@@ -100,33 +289,36 @@ def _backup_info(
         command.history(cfg)
         info["history"] = out.getvalue()
     except Exception as err:  # noqa: BLE001 - recorded, the backup goes on
-        info["errors"].append(f"alembic history: {type(err).__name__}: {err}")
+        info["errors"].append(f"alembic history: {message(err)}")
     if url:
         try:
             with _connection(url) as conn:
                 cfg.attributes["connection"] = conn
                 info["current"] = list(_with_env(cfg, lambda ctx: ctx.get_current_heads()))
+        except WrongDatabase:
+            raise
         except Exception as err:  # noqa: BLE001 - recorded, the backup goes on
-            info["errors"].append(f"alembic current: {type(err).__name__}: {err}")
+            info["errors"].append(f"alembic current: {message(err)}")
     return info
 
 
 def _model_diffs(ctx: Any) -> list[dict[str, str | None]] | None:
     """What autogenerate would change to make the database match the models (None: none)."""
     metadata = ctx.opts.get("target_metadata")
-    return None if metadata is None else model_diff.model_differences(ctx, metadata)
+    return None if metadata is None else model_differences(ctx, metadata)
 
 
-def run(spec: dict[str, Any]) -> dict[str, Any]:
-    config_path = Path(spec["config"]).resolve()
+_NEEDS_DATABASE = ("backup_info", "validate", "upgrade", "downgrade", "stamp", "current", "diff")
+
+
+def run(target: Target, spec: dict[str, Any]) -> dict[str, Any]:
     out = io.StringIO()
-    cfg = Config(str(config_path), stdout=out)
-    # Projects run `alembic` from the directory holding alembic.ini; so do we.
-    os.chdir(config_path.parent)
-    url = spec.get("url")
+    cfg = Config(str(target.config), stdout=out)
+    url = target.url
     if url:
+        # The URL has no "%" (dbkit leaves the password and a socket path with odd
+        # characters to PGPASSWORD and PGHOST), so ConfigParser takes it as it is.
         cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-        os.environ["DATABASE_URL"] = url
     if spec.get("version_locations"):
         # The squash proves a new versions directory before it replaces the project's. Only
         # this one option is split on the deprecated separator, so a path with spaces stays
@@ -139,6 +331,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     data: Any = None
     started = time.perf_counter()
     try:
+        if op in _NEEDS_DATABASE and op != "backup_info" and not url:
+            raise RuntimeError(f"{op} needs a database, and this child was given none")
         script = ScriptDirectory.from_config(cfg)
         if op == "heads":
             data = list(script.get_heads())
@@ -158,9 +352,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         elif op == "backup_info":
             data = _backup_info(cfg, script, out, url)
         elif op == "validate":
-            data = model_diff.validation_facts(cfg, script, url, args[0], _with_env)
+            data = validation_facts(cfg, script, url, args[0])
         elif op == "upgrade_sql":
-            # Offline (``alembic upgrade --sql``): the SQL, not run; no connection is made.
+            # Offline (``alembic upgrade --sql``): the SQL, not run; no connection is made
+            # (the guard refuses any). sqlalchemy.url names the dialect.
             cfg.output_buffer = io.StringIO()
             command.upgrade(cfg, args[0], sql=True)
             data = cfg.output_buffer.getvalue()
@@ -179,10 +374,13 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                     data = _with_env(cfg, _model_diffs)
                 else:
                     raise ValueError(f"unknown operation {op}")
+        if target.refused:  # refused, and the project carried on: it still failed
+            raise WrongDatabase(target.refused)
     except BaseException as err:  # noqa: BLE001 - everything goes back to the parent as data
         return {
             "ok": False,
-            "error": _one_line(err),
+            "error": message(err),
+            "guard": target.refused,
             "revision": _failing_revision(err, script) if script else None,
             "traceback": traceback.format_exc(),
             "output": out.getvalue(),
@@ -192,24 +390,422 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             "seconds": time.perf_counter() - started}
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+# -- what validate asks of the project ----------------------------------------------------------
+def validation_facts(
+    cfg: Config, script: ScriptDirectory, url: str, registry: str
+) -> dict[str, Any]:
+    """Everything ``dbkit validate`` needs from the project, in one process and one session.
+
+    The chain (heads, revision graph), the database's revision, the models compared with the
+    database (``model_differences`` through the project's env.py) and the objects registry
+    (none asked for when ``registry`` is empty). The session is read-only, so no hook of the
+    project can write. A failure comes back as data, with the stage it happened in: ``app``
+    (env.py or the models do not import), ``database`` (a query failed: no connection, no
+    privilege), ``compare``, ``registry`` (does not import) or ``registry shape`` (imports,
+    but is not a registry).
+    """
+    project = Path(cfg.config_file_name).resolve().parent
+    facts: dict[str, Any] = {
+        "heads": list(script.get_heads()),
+        "graph": {s.revision: _as_list(s.down_revision) for s in script.walk_revisions()},
+        # What a build of the chain depends on: its versions directories and env.py.
+        "chain_files": [str(Path(p)) for p in script._version_locations]
+        + [str(Path(script.dir) / "env.py")],
+    }
+    stage = ["database"]
+
+    def inspect_db(ctx: Any) -> None:
+        stage[0] = "compare"
+        default_schema = ctx.dialect.default_schema_name
+        facts["has_version_table"] = inspect(ctx.connection).has_table(
+            ctx.version_table, schema=ctx.version_table_schema
+        )
+        facts["version_table"] = _table(ctx.version_table_schema or default_schema,
+                                        ctx.version_table)
+        facts["current"] = list(ctx.get_current_heads())
+        metadata = ctx.opts.get("target_metadata")
+        metadatas = metadata if isinstance(metadata, (list, tuple)) else [metadata]
+        tables = [t for m in metadatas if m is not None for t in m.tables.values()]
+        facts["default_schema"] = default_schema
+        facts["model_tables"] = len(tables)
+        facts["model_schemas"] = sorted({t.schema or default_schema for t in tables})
+        facts["diff"] = None if metadata is None else model_differences(ctx, metadata)
+
+    try:
+        with _connection(url, connect_args={
+                "options": "-c default_transaction_read_only=on"}) as conn:
+            # From here until inspect_db runs, env.py imports the app and configures Alembic.
+            stage[0] = "app"
+            cfg.attributes["connection"] = conn
+            _with_env(cfg, inspect_db)
+            _end(conn, commit=False)
+        if "current" not in facts:
+            raise RuntimeError("env.py never called context.run_migrations() online")
+        stage[0] = "registry"
+        facts["registry"] = load_registry(registry) if registry else None
+    except Exception as err:  # noqa: BLE001 - the parent says what failed, in one line
+        facts["failure"] = failure(err, stage[0], project)
+    return facts
 
 
+def failure(err: BaseException, stage: str, project: Path) -> dict[str, str | None]:
+    """A failure as the parent reports it: stage, message, where in the project, traceback.
+
+    A query the database refused is a database error whatever was running (Alembic reading
+    alembic_version, or env.py itself); the location is then of no use.
+    """
+    where = None
+    if isinstance(err, DBAPIError):
+        stage = "database"
+        error = message(err.orig if err.orig is not None else err)
+    elif isinstance(err, RegistryError):
+        stage, error = "registry shape", str(err)
+    elif isinstance(err, SyntaxError):
+        # The file that does not compile never ran: it is in no frame, only in the error.
+        error = f"{type(err).__name__}: {err.msg}"
+        if err.filename and not err.filename.startswith("<"):
+            where = _place(err.filename, err.lineno, project)
+    else:
+        error = message(err)
+    if where is None and stage != "database":
+        # The deepest line of the project's own code: where the developer has to look.
+        # Frames named <frozen ...> or <string> are Python's, not files of the project.
+        frames = [f for f in traceback.extract_tb(err.__traceback__)
+                  if not f.filename.startswith("<") and _inside(f.filename, project)]
+        if frames:
+            where = _place(frames[-1].filename, frames[-1].lineno, project)
+    return {"stage": stage, "error": error, "where": where,
+            "traceback": "".join(traceback.format_exception(type(err), err,
+                                                            err.__traceback__))}
+
+
+def _inside(filename: str, project: Path) -> bool:
+    try:
+        Path(filename).resolve().relative_to(project)
+    except ValueError:
+        return False
+    return True
+
+
+def _place(filename: str, lineno: int | None, project: Path) -> str:
+    path = Path(filename).resolve()
+    shown = path.relative_to(project) if _inside(filename, project) else path
+    return f"{shown}, line {lineno}" if lineno else str(shown)
+
+
+# -- the objects registry (APP_OBJECTS): imported here, compared in dbkit (validate.declared) --
+# Registry attribute -> (shape, number of dotted parts in each name).
+REGISTRY_FIELDS: dict[str, tuple[type, int]] = {
+    "SCHEMAS": (tuple, 1),
+    "VIEWS": (dict, 2),
+    "MATERIALIZED_VIEWS": (dict, 2),
+    "FUNCTIONS": (dict, 2),
+    "TRIGGERS": (dict, 3),
+    "MIGRATION_ONLY_TABLES": (tuple, 2),
+}
+
+
+class RegistryError(ValueError):
+    """The registry module exists but does not have the expected shape."""
+
+
+def load_registry(module: str) -> dict[str, Any] | None:
+    """Import the registry and return it as plain data; None when there is no such module.
+
+    Runs after the project's env.py has set up ``sys.path`` (``prepend_sys_path``; the
+    alembic.ini folder is first, as for ``alembic`` run from there). A module that defines
+    none of the registry's names is not a registry (a typo in APP_OBJECTS that happens to name
+    some other module): RegistryError.
+    """
+    if not module:
+        return None
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        # Only the registry itself being absent means "no registry"; a module it imports
+        # that is missing is a broken app, and that error must surface.
+        if err.name and (module == err.name or module.startswith(err.name + ".")):
+            return None
+        raise
+    data: dict[str, Any] = {}
+    for attr, (shape, parts) in REGISTRY_FIELDS.items():
+        value = getattr(mod, attr, None)
+        if value is None:
+            continue
+        where = f"{module}.{attr}"
+        if shape is dict:
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise RegistryError(f"{where} is not a dict of name -> SQL text")
+            names = list(value)
+            data[attr] = dict(value)
+        else:
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise RegistryError(f"{where} is not a tuple of names")
+            names = list(value)
+            data[attr] = names
+        for name in names:
+            if len(name.split(".")) != parts or not all(name.split(".")):
+                shape_text = ("schema", "schema.name", "schema.table.trigger")[parts - 1]
+                raise RegistryError(f"{where}: {name!r} is not {shape_text}")
+    if not data:
+        raise RegistryError(
+            f"{module} defines none of {', '.join(REGISTRY_FIELDS)}: "
+            "is APP_OBJECTS the app's objects registry?"
+        )
+    return data
+
+
+
+
+# -- the models against the database: Alembic's comparison as plain data ----------------------
+_CONSTRAINT_OPS = ("add_index", "remove_index", "add_constraint", "remove_constraint",
+                   "add_fk", "remove_fk")
+
+
+def model_differences(context: Any, metadata: MetaData | list[MetaData]) -> list[dict[str, Any]]:
+    """Everything that differs between the models and the database ``context`` is bound to.
+
+    Alembic's own comparison (so the project's ``include_object``, ``compare_type`` and the
+    like apply) plus the enum labels, which Alembic does not compare.
+    """
+    dialect = context.dialect
+    metadatas = list(metadata) if isinstance(metadata, (list, tuple)) else [metadata]
+    records = [record for d in compare_metadata(context, metadata)
+               for record in describe(d, dialect)]
+    return records + enum_records(metadatas, context.connection, dialect.default_schema_name)
+
+
+def describe(diff: Any, dialect: Dialect | None = None) -> list[dict[str, str | None]]:
+    """One autogenerate difference (a tuple, or a list of column changes) as records.
+
+    Names without a schema get the connection's default schema (``dialect``'s).
+    """
+    default_schema = dialect.default_schema_name if dialect is not None else None
+    if isinstance(diff, list):  # the changes to one column come as a list of tuples
+        return [_one(d, dialect, default_schema) for d in diff]
+    return [_one(diff, dialect, default_schema)]
+
+
+def enum_records(
+    metadatas: list[MetaData], conn: Connection, default_schema: str | None
+) -> list[dict[str, str | None]]:
+    """The models' native enum types against the database's: missing, or other labels.
+
+    Alembic's comparison does not look at enum labels, yet "the migration added a value the
+    model lacks" (or the reverse) is a classic drift.
+    """
+    wanted: dict[tuple[str | None, str], list[str]] = {}
+    for metadata in metadatas:
+        for table in metadata.tables.values():
+            for column in table.columns:
+                type_ = column.type
+                if isinstance(type_, Enum) and type_.native_enum and type_.name:
+                    wanted[(type_.schema or default_schema, type_.name)] = list(type_.enums)
+    if not wanted:
+        return []
+    have = {(e["schema"], e["name"]): list(e["labels"])
+            for e in inspect(conn).get_enums(schema="*")}
+    records: list[dict[str, str | None]] = []
+    for (schema, name), labels in sorted(wanted.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+        found = have.get((schema, name))
+        if found == labels:
+            continue
+        records.append({
+            "op": "modify_enum" if found is not None else "add_type",
+            "object": _table(schema, name), "detail": None, "kind": "type",
+            "db": _enum(found) if found is not None else None, "app": _enum(labels),
+        })
+    return records
+
+
+def _enum(labels: list[str]) -> str:
+    return "ENUM (" + ", ".join("'" + label.replace("'", "''") + "'" for label in labels) + ")"
+
+
+def _one(
+    diff: tuple[Any, ...], dialect: Dialect | None, default_schema: str | None
+) -> dict[str, str | None]:
+    op = diff[0]
+
+    def qualified(schema: str | None, name: str) -> str:
+        return _table(schema or default_schema, name)
+
+    out: dict[str, str | None] = {"op": op, "object": "", "detail": None, "kind": "other",
+                                  "db": None, "app": None}
+    adding = op.startswith("add_")
+    if op in ("add_table", "remove_table"):
+        out.update(kind="table", object=qualified(diff[1].schema, diff[1].name))
+        out["app" if adding else "db"] = table_size(len(diff[1].columns))
+    elif op in ("add_table_comment", "remove_table_comment"):
+        table = diff[1]
+        # Alembic keeps the text of a comment it would drop only in the operation, not in
+        # the diff tuple: "a comment" is all we can say.
+        out.update(kind="table", object=qualified(table.schema, table.name),
+                   db=_comment(diff[2]) if adding else "a comment",
+                   app=_comment(table.comment) if adding else "no comment")
+    elif op in ("add_column", "remove_column"):
+        column = diff[3]
+        out.update(kind="column", object=f"{qualified(diff[1], diff[2])}.{column.name}",
+                   detail=_type(column.type, dialect))
+        out["app" if adding else "db"] = _column(column, dialect)
+    elif op.startswith("modify_"):
+        out.update(kind="column", object=f"{qualified(diff[1], diff[2])}.{diff[3]}",
+                   detail=f"{diff[-2]!r} -> {diff[-1]!r}")
+        show = {
+            "modify_type": lambda v: _type(v, dialect),
+            "modify_nullable": lambda v: "NULL" if v else "NOT NULL",
+            "modify_default": lambda v: _default(v, dialect) or "no default",
+            "modify_comment": _comment,
+        }.get(op, repr)
+        out.update(db=show(diff[-2]), app=show(diff[-1]))
+    elif op in _CONSTRAINT_OPS:
+        obj = diff[1]
+        table = getattr(obj, "table", None)
+        cols = [str(c.name) for c in getattr(obj, "columns", ())]
+        name = obj.name or f"({', '.join(cols)})"
+        owner = f"{qualified(table.schema, table.name)}." if table is not None else ""
+        out.update(object=f"{owner}{name}", detail=", ".join(cols) or None)
+        if isinstance(obj, Index):
+            out.update(kind="index")
+            text = _index(obj, dialect)
+        elif isinstance(obj, ForeignKeyConstraint):
+            out.update(kind="foreign key")
+            text = _foreign_key(obj)
+        elif isinstance(obj, UniqueConstraint):
+            out.update(kind="unique constraint")
+            text = f"UNIQUE ({', '.join(cols)})"
+        else:
+            out.update(kind="constraint")
+            text = f"{type(obj).__name__} ({', '.join(cols)})"
+        out["app" if adding else "db"] = text
+    else:
+        out["detail"] = repr(diff[1:])
+        out["app"] = repr(diff[1:])
+    return out
+
+
+def _table(schema: str | None, name: str) -> str:
+    """``schema.name``; a bare name only where no schema is known (not PostgreSQL)."""
+    return f"{schema}.{name}" if schema else name
+
+
+def _sql(clause: Any, dialect: Dialect | None) -> str:
+    if isinstance(clause, str):
+        return clause
+    text = getattr(clause, "text", None)  # text() clauses: their SQL as written
+    if isinstance(text, str):
+        return text
+    try:
+        return str(clause.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    except Exception:  # noqa: BLE001 - an odd construct still deserves a readable line
+        return str(clause)
+
+
+def _type(type_: Any, dialect: Dialect | None) -> str:
+    try:
+        return str(type_.compile(dialect=dialect))
+    except Exception:  # noqa: BLE001 - a type this dialect cannot render: say what it is
+        return repr(type_)
+
+
+def _comment(text: str | None) -> str:
+    return f"comment {text!r}" if text else "no comment"
+
+
+def _default(value: Any, dialect: Dialect | None) -> str | None:
+    """A server default as SQL: DEFAULT ..., an identity, or a generated expression."""
+    if value is None:
+        return None
+    if isinstance(value, Identity):
+        return f"GENERATED {'ALWAYS' if value.always else 'BY DEFAULT'} AS IDENTITY"
+    if isinstance(value, Computed):
+        return f"GENERATED ALWAYS AS ({_sql(value.sqltext, dialect)})"
+    arg = getattr(value, "arg", value)
+    if isinstance(arg, str):
+        # A plain string server_default is a literal: that is how it reaches the table.
+        return "DEFAULT '" + arg.replace("'", "''") + "'"
+    return f"DEFAULT {_sql(arg, dialect)}"
+
+
+def _column(column: Column[Any], dialect: Dialect | None) -> str:
+    parts = [_type(column.type, dialect)]
+    if not column.nullable:
+        parts.append("NOT NULL")
+    default = _default(column.server_default, dialect)
+    if default:
+        parts.append(default)
+    return " ".join(parts)
+
+
+def _index(index: Index, dialect: Dialect | None) -> str:
+    ops = index.dialect_kwargs.get("postgresql_ops") or {}
+    exprs = []
+    for e in index.expressions:
+        name = e.name if isinstance(e, Column) else _sql(e, dialect)
+        exprs.append(f"{name} {ops[name]}" if name in ops else name)
+    text = f"{'UNIQUE ' if index.unique else ''}INDEX ({', '.join(exprs)})"
+    using = index.dialect_kwargs.get("postgresql_using")
+    if using:
+        text += f" USING {using}"
+    where = index.dialect_kwargs.get("postgresql_where")
+    if where is not None:
+        text += f" WHERE {_sql(where, dialect)}"
+    return text
+
+
+def _foreign_key(fk: ForeignKeyConstraint) -> str:
+    targets = [e.target_fullname for e in fk.elements]
+    referred = targets[0].rsplit(".", 1)[0] if targets else "?"
+    text = (f"FOREIGN KEY ({', '.join(fk.column_keys)}) REFERENCES {referred} "
+            f"({', '.join(t.rsplit('.', 1)[-1] for t in targets)})")
+    for clause, value in (("ON DELETE", fk.ondelete), ("ON UPDATE", fk.onupdate)):
+        if value and value.upper() != "NO ACTION":
+            text += f" {clause} {value.upper()}"
+    if fk.deferrable:
+        text += " DEFERRABLE"
+    if fk.initially:
+        text += f" INITIALLY {fk.initially.upper()}"
+    return text
+
+
+def table_size(columns: int) -> str:
+    """``a table of 3 columns`` (as ``dbkit.validate.drift`` words it)."""
+    return f"a table of {columns} column{'' if columns == 1 else 's'}"
+
+
+# -- the loop ------------------------------------------------------------------------------------
 def main() -> None:
     # stdout carries only our JSON answers: whatever the project prints goes to stderr.
     answer = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
+
+    def send(obj: dict[str, Any]) -> None:
+        answer.write(json.dumps(obj) + "\n")
+        answer.flush()
+
+    hello = greeting()
+    target = None
+    if "error" not in hello:
+        try:
+            target = Target(json.loads(os.environ.pop("DBKIT_CHILD")))
+        except Exception as err:  # noqa: BLE001 - said in the greeting, one line
+            hello["error"] = message(err)
+    send({"hello": hello})
+    if target is None:
+        sys.exit(2)
+    target.hand_over()
+    # Before any of the project's code: every engine it makes, now or later, is guarded.
+    event.listen(Pool, "connect", target.guard)
     # One operation per line, answered by one line, until the end of the input: a session
     # (chain.AlembicChild) starts this process early and sends operations as they come.
     failed = False
     for line in iter(sys.stdin.readline, ""):
         if line.strip():
-            result = run(json.loads(line))
+            result = run(target, json.loads(line))
             failed = failed or not result["ok"]
-            answer.write(json.dumps(result) + "\n")
-            answer.flush()
+            send(result)
     answer.close()
     # Exit without a last collection of everything the project imported (a tenth of a
     # second that dbkit waits for); atexit handlers still run.

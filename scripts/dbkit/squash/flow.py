@@ -69,9 +69,14 @@ def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run
         destructive_lock(settings, server, "squash")
     with lock, ExitStack() as children, \
             ExitStack() as databases:
-        # One warm child for the old chain's operations, one for the new revision's: both
-        # start now, and their start-up overlaps the rest of the run.
-        old_child, new_child = (children.enter_context(AlembicChild()) for _ in range(2))
+        # One warm child per target database: A for the old chain, B for the new revision.
+        # Both start now, and their start-up overlaps the rest of the run. Anything else
+        # (the backup reads the development database) gets a child of its own: an app that
+        # cached its settings for one database must never run against another.
+        names = [scratch.scratch_name(p) for p in _PURPOSES]
+        old_child, new_child = (children.enter_context(AlembicChild(settings, server, name,
+                                                                    out=out))
+                                for name in names)
         old_chain = AlembicProject(settings, server, child=old_child)
         for line in vdir.recover(settings.alembic_config.parent):
             out.result(line)
@@ -79,7 +84,7 @@ def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run
         # needs no confirmation, so from the start; else once confirmed, during the backup).
         chain_a: Future | None = None
         if dry_run:
-            ready = _scratch(databases, server, old_child, new_child)
+            ready = _scratch(databases, server, names, old_child, new_child)
         plan = preflight(settings, server, old_chain, until=until.strip() or None)
         if dry_run:
             # Nothing to confirm: the old chain is built while the run goes on (not during a
@@ -101,11 +106,11 @@ def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run
             staged = outcome.output / plan.versions_dir.name
         else:
             vdir.require_swappable(plan.versions_dir)
-            ready = _scratch(databases, server, old_child, new_child)
+            ready = _scratch(databases, server, names, old_child, new_child)
             made = _backup(settings, server, old_chain, plan, out)
             outcome.backup = made.path
             staged = vdir.sibling(plan.versions_dir, "new")
-        new = AlembicProject(settings, server, version_locations=staged, child=new_child)
+        new = AlembicProject(settings, server, version_locations=staged, child=new_child, out=out)
         try:
             _stage(plan, staged)
             _build_and_prove(server, old_chain, new, plan, staged, outcome, out, ready,
@@ -328,24 +333,23 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
         outcome.checks += checks
 
 
-def _scratch(databases: ExitStack, server: Server,
+def _scratch(databases: ExitStack, server: Server, names: list[str],
              *children: AlembicChild) -> Callable[[int], list[str]]:
     """The scratch databases (see ``_made_meanwhile``), dropped when ``databases`` closes,
     after the children are stopped: killed if the run failed (one may be running a
     migration in them), else finished (they hold no connection between operations, and
     are waited for once the databases are gone)."""
-    ready = databases.enter_context(_made_meanwhile(server, *_PURPOSES))
+    ready = databases.enter_context(_made_meanwhile(server, names))
     for child in children:
         databases.push(child.stop)
     return ready
 
 
 @contextmanager
-def _made_meanwhile(server: Server, *purposes: str) -> Iterator[Callable[[int], list[str]]]:
-    """Scratch databases created one after the other in the background (CREATE DATABASE
-    takes a quarter of a second), always dropped. Yields ``ready(n)``: the first n names,
-    once those exist."""
-    names = [scratch.scratch_name(p) for p in purposes]
+def _made_meanwhile(server: Server, names: list[str]) -> Iterator[Callable[[int], list[str]]]:
+    """Scratch databases ``names`` created one after the other in the background (CREATE
+    DATABASE takes a quarter of a second), always dropped. Yields ``ready(n)``: the first n
+    names, once those exist."""
     pool = ThreadPoolExecutor(max_workers=1)
     creating = [pool.submit(server.create_database, name) for name in names]
     pool.shutdown(wait=False)
@@ -415,7 +419,7 @@ def swap(settings: Settings, plan: Plan, staged: Path, outcome: Outcome, *,
         fsync_dir(vdir.real_dir(versions_dir).parent)
         checkpoint("squash-replaced")
         try:
-            heads = AlembicProject(settings, None).heads()
+            heads = AlembicProject(settings, None, out=out).heads()
             expected = plan.head if plan.kept else outcome.revision
             if heads != [expected]:
                 raise DbkitError(f"after the swap Alembic sees heads {heads}, not "

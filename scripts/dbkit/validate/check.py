@@ -5,7 +5,7 @@ Three sources, one report:
 1. the revision: the database's ``alembic_version`` against the project's head(s);
 2. the models: Alembic's own comparison, run through the project's env.py in the Alembic
    child (so its ``include_object``, ``include_name``, ``compare_type`` and
-   ``compare_server_default`` apply) - see ``dbkit.model_diff``;
+   ``compare_server_default`` apply) - see ``project/runner.py``;
 3. what the app declares outside its models (views, materialized views, functions, triggers,
    migration-only tables) - see ``dbkit.declared`` - and, so nothing hides there, the
    tables and views in schemas the app does not use.
@@ -99,7 +99,7 @@ def _checks(
     settings: Settings, server: Server, dbname: str, module: str, chosen: tuple[str, ...],
     prefetch: migrations.Prefetch, out: Console, report: dict[str, Any], *, json: bool,
 ) -> int:
-    facts = AlembicProject(settings, server).validation_facts(dbname, module)
+    facts = AlembicProject(settings, server, out=out).validation_facts(dbname, module)
     if "failure" in facts:
         raise _not_loadable(facts["failure"], settings, module, dbname)
     if "models" not in chosen:

@@ -4,7 +4,8 @@ The registry is one module of the app (``APP_OBJECTS``, default ``app.db.objects
 ``SCHEMAS``, ``VIEWS`` and ``MATERIALIZED_VIEWS`` (``"schema.name"`` -> SELECT body),
 ``FUNCTIONS`` (``"schema.name"`` -> CREATE FUNCTION), ``TRIGGERS`` (``"schema.table.trigger"``
 -> CREATE TRIGGER) and ``MIGRATION_ONLY_TABLES``. It is imported only inside the Alembic child
-process (``load_registry``), never into dbkit's own process, which gets it as JSON.
+process (``project/runner.py``, ``load_registry``), never into dbkit's own process, which gets
+it as JSON.
 
 Definitions are compared the way PostgreSQL renders them. Each declared view, function and
 trigger is created under a throwaway name in this session's temporary schema, inside one
@@ -16,9 +17,7 @@ outlives the transaction.
 
 from __future__ import annotations
 
-import importlib
 import re
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,20 +31,6 @@ from dbkit.errors import first_line
 from dbkit.pg import queries
 from dbkit.pg.queries import NOT_EXT_CLASS, NOT_EXTENSION
 from dbkit.validate.drift import CHANGED, EXTRA, MISSING, Difference, table_size
-
-# Registry attribute -> (shape, number of dotted parts in each name).
-REGISTRY_FIELDS: dict[str, tuple[type, int]] = {
-    "SCHEMAS": (tuple, 1),
-    "VIEWS": (dict, 2),
-    "MATERIALIZED_VIEWS": (dict, 2),
-    "FUNCTIONS": (dict, 2),
-    "TRIGGERS": (dict, 3),
-    "MIGRATION_ONLY_TABLES": (tuple, 2),
-}
-
-
-class RegistryError(ValueError):
-    """The registry module exists but does not have the expected shape."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,57 +66,6 @@ class Registry:
     def size(self) -> int:
         return (len(self.views) + len(self.materialized_views) + len(self.functions)
                 + len(self.triggers) + len(self.migration_only_tables))
-
-
-# -- in the Alembic child: import the app's module ----------------------------------------------
-def load_registry(module: str, project_dir: str) -> dict[str, Any] | None:
-    """Import the registry and return it as plain data; None when there is no such module.
-
-    Runs in the Alembic child, after the project's env.py has set up ``sys.path``
-    (``prepend_sys_path``); the alembic.ini directory is tried last, as ``alembic`` run from
-    there would. A module that defines none of the registry's names is not a registry (a
-    typo in APP_OBJECTS that happens to name some other module): RegistryError.
-    """
-    if not module:
-        return None
-    if project_dir not in sys.path:
-        sys.path.append(project_dir)
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        # Only the registry itself being absent means "no registry"; a module it imports
-        # that is missing is a broken app, and that error must surface.
-        if err.name and (module == err.name or module.startswith(err.name + ".")):
-            return None
-        raise
-    data: dict[str, Any] = {}
-    for attr, (shape, parts) in REGISTRY_FIELDS.items():
-        value = getattr(mod, attr, None)
-        if value is None:
-            continue
-        where = f"{module}.{attr}"
-        if shape is dict:
-            if not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-            ):
-                raise RegistryError(f"{where} is not a dict of name -> SQL text")
-            names = list(value)
-            data[attr] = dict(value)
-        else:
-            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-                raise RegistryError(f"{where} is not a tuple of names")
-            names = list(value)
-            data[attr] = names
-        for name in names:
-            if len(name.split(".")) != parts or not all(name.split(".")):
-                shape_text = ("schema", "schema.name", "schema.table.trigger")[parts - 1]
-                raise RegistryError(f"{where}: {name!r} is not {shape_text}")
-    if not data:
-        raise RegistryError(
-            f"{module} defines none of {', '.join(REGISTRY_FIELDS)}: "
-            "is APP_OBJECTS the app's objects registry?"
-        )
-    return data
 
 
 # -- in dbkit's process: compare with the live database -----------------------------------------
