@@ -6,7 +6,8 @@ VENV ?= .venv
 DBKIT := $(VENV)/bin/dbkit
 VENV_STAMP := $(VENV)/.dbkit-installed
 
-.PHONY: help setup test test-matrix lint format bench demo db-up db-down db-url db-psql db-upgrade \
+.PHONY: help setup test test-matrix test-venvs lint format bench demo db-up db-down db-url \
+	db-psql db-upgrade \
 	db-current db-history db-reset
 .PHONY: db-migration-backup db-backup-full db-backups db-backup-verify db-migration-restore \
 	db-restore-full db-backup-prune
@@ -26,6 +27,9 @@ test: $(VENV_STAMP) ## Run the test suite against a real (embedded) PostgreSQL
 
 test-matrix: $(VENV_STAMP) ## Server-facing tests on PostgreSQL 14-18 (MAJORS="14 15" for some)
 	$(VENV)/bin/python scripts/test_matrix.py $(MAJORS)
+
+test-venvs: ## Build the project interpreters the tests use (SQLAlchemy 1.4), once, in ~/.cache/dbkit
+	@$(PYTHON) scripts/project_venvs.py
 
 lint: $(VENV_STAMP) ## Check code style with ruff
 	$(VENV)/bin/ruff check scripts tests bench backend/app

@@ -75,13 +75,18 @@ def target_spec(settings: Settings, server: Server | None, dbname: str | None,
     """What ``runner.Target`` reads from ``DBKIT_CHILD``: the alembic.ini, the URL to hand
     over (driver chosen by the child), and the identity its guard expects.
 
-    The URL never holds a ``%``: a password or a socket folder that would need escaping
-    travels in PGPASSWORD / PGHOST instead, which every libpq driver reads.
+    ``dbname`` None: chain-only operations. The app may still need a URL to import (its
+    revision files import its settings), so it gets the development database's, but the
+    guard lets no connection through. The URL never holds a ``%``: a password or a socket
+    folder that would need escaping travels in PGPASSWORD / PGHOST instead, which every
+    libpq driver reads.
     """
     spec: dict[str, Any] = {"config": str(settings.require_alembic()),
                             "url_env": list(settings.url_env)}
-    if dbname is None or server is None:
-        return spec  # chain-only operations: the guard lets no connection through
+    if server is None:
+        return spec
+    reach = dbname is not None
+    dbname = dbname or server.dev_db
     p = {k: v for k, v in server.params(dbname).items() if v}
     host, port, user, password = (p.pop(k, "") for k in ("host", "port", "user", "password"))
     p.pop("dbname", None)
@@ -105,8 +110,9 @@ def target_spec(settings: Settings, server: Server | None, dbname: str | None,
     query += [f"{k}={v}" for k, v in sorted(p.items()) if _plain(k) and _plain(v)]
     spec["url"] = (f"postgresql://{netloc}/{quote(dbname, safe='')}"
                    + ("?" + "&".join(query) if query else ""))
-    started, srv_port = identity or server_identity(server)
-    spec["expect"] = {"database": dbname, "started": started, "port": srv_port}
+    if reach:
+        started, srv_port = identity or server_identity(server)
+        spec["expect"] = {"database": dbname, "started": started, "port": srv_port}
     return spec
 
 

@@ -80,7 +80,8 @@ def _validate(settings: Settings, out: Console, report: dict[str, Any], *, json:
     settings.require_alembic()
     server = get_server(settings)
     # With --json, stdout carries the report alone: progress (starting a server) goes to stderr.
-    server.ensure_running(Console(out.err, quiet=out.quiet, secrets=out.secrets) if json else out)
+    progress = Console(out.err, quiet=out.quiet, secrets=out.secrets) if json else out
+    server.ensure_running(progress)
     dbname = report["database"] = server.dev_db
     if not server.database_exists(dbname):
         raise ConfigError(f"{server.describe(dbname)} does not exist: nothing to validate")
@@ -92,14 +93,15 @@ def _validate(settings: Settings, out: Console, report: dict[str, Any], *, json:
     # while the Alembic child imports the app and compares the models.
     with migrations.Prefetch(server, settings, dbname, start="chain" in chosen) as prefetch:
         return _checks(settings, server, dbname, module, chosen, prefetch, out, report,
-                       json=json)
+                       json=json, progress=progress)
 
 
 def _checks(
     settings: Settings, server: Server, dbname: str, module: str, chosen: tuple[str, ...],
     prefetch: migrations.Prefetch, out: Console, report: dict[str, Any], *, json: bool,
+    progress: Console,
 ) -> int:
-    facts = AlembicProject(settings, server, out=out).validation_facts(dbname, module)
+    facts = AlembicProject(settings, server, out=progress).validation_facts(dbname, module)
     if "failure" in facts:
         raise _not_loadable(facts["failure"], settings, module, dbname)
     if "models" not in chosen:

@@ -1,0 +1,69 @@
+"""Build the project interpreters the tests run fixture projects with (``make test-venvs``).
+
+Standard library only. Each venv lives in a cache folder outside the repository
+(``$DBKIT_VENV_CACHE``, default ``~/.cache/dbkit/venvs``) and is built once from PyPI: a stamp
+holding its requirements makes a second run a no-op. Nothing of dbkit is installed in them:
+that is the point (the child must run on the project's packages alone).
+
+Exit status 0 when every venv is ready; 1 (with one line each) when one cannot be built, so
+CI fails; the tests then skip the cases that need it and say why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+# name -> requirements. sa14: the oldest SQLAlchemy and an older Alembic dbkit supports.
+VENVS: dict[str, list[str]] = {
+    "sa14": ["SQLAlchemy>=1.4.50,<2", "alembic>=1.13,<1.14", "psycopg2-binary"],
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DBKIT_VENV_CACHE") or Path.home() / ".cache/dbkit/venvs")
+
+
+def python_of(name: str) -> Path:
+    return cache_dir() / name / "bin" / "python"
+
+
+def build(name: str) -> str | None:
+    """Build one venv (a no-op when it is there); None, or why it could not be built."""
+    where = cache_dir() / name
+    stamp = where / ".dbkit-requirements"
+    wanted = "\n".join(VENVS[name]) + "\n"
+    if stamp.is_file() and stamp.read_text() == wanted and python_of(name).exists():
+        return None
+    shutil.rmtree(where, ignore_errors=True)  # half-built, or other requirements
+    where.parent.mkdir(parents=True, exist_ok=True)
+    steps = [[sys.executable, "-m", "venv", str(where)],
+             [str(python_of(name)), "-m", "pip", "install", "--quiet",
+              "--disable-pip-version-check", *VENVS[name]]]
+    for step in steps:
+        proc = subprocess.run(step, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}")
+            shutil.rmtree(where, ignore_errors=True)
+            return f"{' '.join(step[:4])} failed: {tail.splitlines()[-1]}"
+    stamp.write_text(wanted)
+    return None
+
+
+def main(argv: list[str]) -> int:
+    failed = 0
+    for name in argv or list(VENVS):
+        problem = build(name)
+        if problem:
+            print(f"project_venvs: {name}: {problem}", file=sys.stderr)
+            failed = 1
+        else:
+            print(f"project_venvs: {name} ready: {python_of(name)}")
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
