@@ -8,6 +8,7 @@ commands/ are leaves that only cli imports; and no two modules import each other
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,14 @@ def test_pg_knows_only_postgresql(module: str) -> None:
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if _folder(m) == "project"))
 def test_project_builds_only_on_pg(module: str) -> None:
     assert {_folder(m) for m in GRAPH[module]} <= {"backbone", "pg", "project"}, GRAPH[module]
+
+
+def test_the_child_is_self_contained() -> None:
+    # The project's interpreter runs runner.py by path, with nothing of dbkit installed.
+    names = _third_party(PACKAGE / "project" / "runner.py")
+    allowed = set(sys.stdlib_module_names) | {"alembic", "sqlalchemy", "__future__"}
+    assert names <= allowed, names - allowed
+    assert {"alembic", "sqlalchemy"} <= names  # guards the guard
 
 
 @pytest.mark.parametrize("module", sorted(GRAPH))
