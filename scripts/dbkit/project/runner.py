@@ -103,8 +103,14 @@ class Target:
             if self.driver is None:
                 raise RuntimeError("this interpreter has neither psycopg2 nor psycopg (3) "
                                    "(SQLAlchemy 2.0 or later) to reach PostgreSQL with")
-            # The project's driver, so that its env.py and models find what they expect.
-            self.url = spec["url"].replace("postgresql://", f"postgresql+{self.driver}://", 1)
+            # The project's driver. Named only when it is not its SQLAlchemy's default for
+            # postgresql:// (psycopg2 up to 2.0, psycopg from 2.1): apps that check the
+            # scheme (== "postgresql") take the plain form.
+            if _default_driver() != self.driver:
+                self.url = spec["url"].replace("postgresql://", f"postgresql+{self.driver}://",
+                                               1)
+            else:
+                self.url = spec["url"]
         self.refused: str | None = None  # set once the guard refused a connection
         self.env = {name: self.url for name in ["DATABASE_URL", *spec.get("url_env", [])]
                     if self.url}
@@ -129,6 +135,8 @@ class Target:
         driver tells it, is compared before any statement runs; then the server's identity
         (its start time and port) with one read-only query.
         """
+        named: str | None = None
+        where = ""
         try:
             info = getattr(dbapi_conn, "info", None)
             named = getattr(info, "dbname", None)
@@ -155,7 +163,6 @@ class Target:
         except WrongDatabase:
             raise
         except Exception as err:  # noqa: BLE001 - not provably the target: refused as well
-            named, where = named if "named" in locals() else None, ""
             problem = f"its identity could not be read ({type(err).__name__}: {err})"
         try:
             dbapi_conn.close()
@@ -179,13 +186,27 @@ def _where(info: Any) -> str:
 
 
 def _driver() -> str | None:
-    """The PostgreSQL driver this interpreter has: psycopg2, else psycopg 3 (SQLAlchemy 2)."""
-    if importlib.util.find_spec("psycopg2") is not None:
-        return "psycopg2"
-    if (importlib.util.find_spec("psycopg") is not None and _MISSING is None
-            and _version(sqlalchemy.__version__) >= (2, 0)):
-        return "psycopg"
+    """The PostgreSQL driver this interpreter has: its SQLAlchemy's default for postgresql://
+    when installed, else psycopg2, else psycopg 3 (SQLAlchemy 2.0 and later)."""
+    if _MISSING is not None:
+        return None
+    usable = ["psycopg2"]
+    if _version(sqlalchemy.__version__) >= (2, 0):
+        usable.append("psycopg")
+    default = _default_driver()
+    for name in ([default] if default in usable else []) + usable:
+        if importlib.util.find_spec(name) is not None:
+            return name
     return None
+
+
+def _default_driver() -> str | None:
+    from sqlalchemy.engine import make_url  # imports the dialect, not its driver
+
+    try:
+        return str(make_url("postgresql://").get_dialect().driver)
+    except Exception:  # noqa: BLE001 - then the driver is named in the URL
+        return None
 
 
 def greeting() -> dict[str, Any]:
@@ -308,7 +329,7 @@ def _model_diffs(ctx: Any) -> list[dict[str, str | None]] | None:
     return None if metadata is None else model_differences(ctx, metadata)
 
 
-_NEEDS_DATABASE = ("backup_info", "validate", "upgrade", "downgrade", "stamp", "current", "diff")
+_NEEDS_DATABASE = ("validate", "upgrade", "downgrade", "stamp", "current", "diff")
 
 
 def run(target: Target, spec: dict[str, Any]) -> dict[str, Any]:
@@ -331,7 +352,7 @@ def run(target: Target, spec: dict[str, Any]) -> dict[str, Any]:
     data: Any = None
     started = time.perf_counter()
     try:
-        if op in _NEEDS_DATABASE and op != "backup_info" and not url:
+        if op in _NEEDS_DATABASE and not url:
             raise RuntimeError(f"{op} needs a database, and this child was given none")
         script = ScriptDirectory.from_config(cfg)
         if op == "heads":
