@@ -20,6 +20,7 @@ from squash_helpers import copy_project, dry_run, squash_env, versions_of
 
 from conftest import REPO, Result, run_cli
 from dbkit.console import Console
+from dbkit.errors import ConfigError
 from dbkit.pg import scratch
 from dbkit.pg.embedded import EmbeddedServer
 from dbkit.pg.server import Server
@@ -249,6 +250,13 @@ def test_the_backend_python_found_by_default(tmp_path: Path) -> None:
     (backend / ".venv" / "bin" / "python").symlink_to(sys.executable)
     assert settings().backend_python == backend / ".venv" / "bin" / "python"
     assert settings().backend_python_source == "the project's .venv"
+
+
+def test_url_env_names_are_checked(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, {"URL_ENV": " APP_DB_URL, SQLALCHEMY_DATABASE_URI ,"})
+    assert settings.url_env == ("APP_DB_URL", "SQLALCHEMY_DATABASE_URI")
+    with pytest.raises(ConfigError, match="URL_ENV: 'APP DB' is not an environment variable"):
+        load_settings(tmp_path, {"URL_ENV": "APP DB"})
 
 
 def test_a_warm_child_serves_only_its_own_database(

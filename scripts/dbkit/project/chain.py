@@ -106,7 +106,7 @@ def target_spec(settings: Settings, server: Server | None, dbname: str | None,
         if all(c in _PLAIN or c == "/" for c in host):
             query.append(f"host={host}")  # a path is valid in a query as it is
     elif host:
-        netloc += host + (f":{port}" if port else "")
+        netloc += (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
     query += [f"{k}={v}" for k, v in sorted(p.items()) if _plain(k) and _plain(v)]
     spec["url"] = (f"postgresql://{netloc}/{quote(dbname, safe='')}"
                    + ("?" + "&".join(query) if query else ""))

@@ -111,6 +111,10 @@ class Target:
                                                1)
             else:
                 self.url = spec["url"]
+        # The database operations may reach: none when the guard expects none (chain-only
+        # children still hand the development database's URL over, for apps that need one
+        # to import).
+        self.reach = self.url if self.expect is not None else None
         self.refused: str | None = None  # set once the guard refused a connection
         self.env = {name: self.url for name in ["DATABASE_URL", *spec.get("url_env", [])]
                     if self.url}
@@ -335,11 +339,11 @@ _NEEDS_DATABASE = ("validate", "upgrade", "downgrade", "stamp", "current", "diff
 def run(target: Target, spec: dict[str, Any]) -> dict[str, Any]:
     out = io.StringIO()
     cfg = Config(str(target.config), stdout=out)
-    url = target.url
-    if url:
+    if target.url:
         # The URL has no "%" (dbkit leaves the password and a socket path with odd
         # characters to PGPASSWORD and PGHOST), so ConfigParser takes it as it is.
-        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+        cfg.set_main_option("sqlalchemy.url", target.url.replace("%", "%%"))
+    url = target.reach
     if spec.get("version_locations"):
         # The squash proves a new versions directory before it replaces the project's. Only
         # this one option is split on the deprecated separator, so a path with spaces stays
