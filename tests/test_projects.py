@@ -25,7 +25,7 @@ from dbkit.pg import scratch
 from dbkit.pg.embedded import EmbeddedServer
 from dbkit.pg.server import Server
 from dbkit.project import runner
-from dbkit.project.chain import AlembicProject, target_spec
+from dbkit.project.chain import AlembicChild, AlembicProject, target_spec
 from dbkit.settings import load_settings
 
 CASES = Path(__file__).resolve().parent / "fixtures" / "projects"
@@ -262,8 +262,6 @@ def test_url_env_names_are_checked(tmp_path: Path) -> None:
 def test_a_warm_child_serves_only_its_own_database(
         pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer) -> None:
     """An operation on another database than the warm child's goes to a child of its own."""
-    from dbkit.project.chain import AlembicChild
-
     backend = copy_project(CASES / "cached_settings", project_dir)
     settings = load_settings(project_dir, squash_env(pgdata, fresh_db, project_dir, backend))
     with scratch.scratch_database(server, "other") as other, \
