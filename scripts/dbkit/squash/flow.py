@@ -69,14 +69,11 @@ def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run
         destructive_lock(settings, server, "squash")
     with lock, ExitStack() as children, \
             ExitStack() as databases:
-        # One warm child per target database: A for the old chain, B for the new revision.
-        # Both start now, and their start-up overlaps the rest of the run. Anything else
-        # (the backup reads the development database) gets a child of its own: an app that
-        # cached its settings for one database must never run against another.
+        # One warm child per target database, started now (A: old chain, B: new revision);
+        # the backup's read of the development database gets a child of its own.
         names = [scratch.scratch_name(p) for p in _PURPOSES]
-        old_child, new_child = (children.enter_context(AlembicChild(settings, server, name,
-                                                                    out=out))
-                                for name in names)
+        old_child, new_child = (children.enter_context(
+            AlembicChild(settings, server, name, out=out)) for name in names)
         old_chain = AlembicProject(settings, server, child=old_child)
         for line in vdir.recover(settings.alembic_config.parent):
             out.result(line)
