@@ -284,10 +284,10 @@ class AlembicProject:
 
     def upgrade_sql(self, dbname: str, start: str | None, target: str = "head") -> str:
         """``alembic upgrade --sql start:target``: the SQL an upgrade of ``dbname`` from
-        ``start`` (None: base) would run, for review; nothing connects to the database: it
-        runs in a child that reaches none, whose handed-over URL names the dialect."""
+        ``start`` (None: base) would run, for review. dbkit opens no connection (the URL
+        names the dialect); an env.py that connects even offline reaches ``dbname`` only."""
         span = f"{start}:{target}" if start else target
-        return str(self._run("upgrade_sql", span)["data"])
+        return str(self._run("upgrade_sql", span, dbname=dbname)["data"])
 
     def downgrade(self, dbname: str, target: str = "base") -> str:
         return str(self._run("downgrade", target, dbname=dbname)["stderr"])
