@@ -190,15 +190,14 @@ def _where(info: Any) -> str:
 
 
 def _driver() -> str | None:
-    """The PostgreSQL driver this interpreter has: its SQLAlchemy's default for postgresql://
-    when installed, else psycopg2, else psycopg 3 (SQLAlchemy 2.0 and later)."""
+    """The PostgreSQL driver this interpreter has: psycopg2 (what most projects' URLs name,
+    and the one a project with both was written against), else psycopg 3 (SQLAlchemy 2)."""
     if _MISSING is not None:
         return None
     usable = ["psycopg2"]
     if _version(sqlalchemy.__version__) >= (2, 0):
         usable.append("psycopg")
-    default = _default_driver()
-    for name in ([default] if default in usable else []) + usable:
+    for name in usable:
         if importlib.util.find_spec(name) is not None:
             return name
     return None
