@@ -12,6 +12,7 @@ import os
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,18 @@ class Revision:
     @property
     def is_merge(self) -> bool:
         return len(self.down_revision) > 1
+
+
+def reachable(starts: Iterable[str], edges: Mapping[str, Iterable[str]]) -> set[str]:
+    """``starts`` and every revision reached from them along ``edges`` (parents or children)."""
+    seen: set[str] = set()
+    todo = list(starts)
+    while todo:
+        rev = todo.pop()
+        if rev not in seen:
+            seen.add(rev)
+            todo.extend(edges.get(rev, ()))
+    return seen
 
 
 def one_head(revisions: list[Revision], project: Path) -> str:

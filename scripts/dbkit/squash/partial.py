@@ -19,19 +19,8 @@ from dbkit.console import Console
 from dbkit.errors import ConfigError
 from dbkit.pg import catalog
 from dbkit.pg.server import Server
-from dbkit.project.chain import AlembicProject, Revision
+from dbkit.project.chain import AlembicProject, Revision, reachable
 from dbkit.squash import prove
-
-
-def _closure(start: str, edges: dict[str, set[str]]) -> set[str]:
-    seen: set[str] = set()
-    todo = [start]
-    while todo:
-        rev = todo.pop()
-        if rev not in seen:
-            seen.add(rev)
-            todo.extend(edges.get(rev, ()))
-    return seen
 
 
 def split(revisions: list[Revision], until: str) -> tuple[list[Revision], list[Revision]]:
@@ -49,7 +38,7 @@ def split(revisions: list[Revision], until: str) -> tuple[list[Revision], list[R
     for child, ups in parents.items():
         for up in ups:
             children.setdefault(up, set()).add(child)
-    below, above = _closure(rev, parents), _closure(rev, children)
+    below, above = reachable([rev], parents), reachable([rev], children)
     heads = sorted(r for r in by_id if r not in children)
     missed = [h for h in heads if h not in above]
     if missed:

@@ -30,7 +30,7 @@ from dbkit.errors import AppNotLoadable, ConfigError, DbkitError
 from dbkit.pg.mode import get_server
 from dbkit.pg.server import Server
 from dbkit.project import archive
-from dbkit.project.chain import AlembicProject
+from dbkit.project.chain import AlembicProject, reachable
 from dbkit.settings import CHECK_NAMES, DEFAULTS, Settings
 from dbkit.validate import declared, drift, migrations
 from dbkit.validate.declared import Registry
@@ -241,17 +241,6 @@ def _not_loadable(
 
 
 # -- the revision ---------------------------------------------------------------------------------
-def _ancestors(revs: list[str], graph: dict[str, list[str]]) -> set[str]:
-    """The revisions given and every revision below them."""
-    seen: set[str] = set()
-    todo = list(revs)
-    while todo:
-        rev = todo.pop()
-        if rev not in seen:
-            seen.add(rev)
-            todo.extend(graph.get(rev, ()))
-    return seen
-
 
 def check_revision(
     current: list[str], heads: list[str], graph: dict[str, list[str]], *, has_table: bool,
@@ -290,7 +279,7 @@ def check_revision(
             f"{head_text} (head)",
         ))
     else:
-        behind = len(_ancestors(heads, graph) - _ancestors(current, graph))
+        behind = len(reachable(heads, graph) - reachable(current, graph))
         if behind:
             status = "behind" if status == "in sync" else status
             at = ", ".join(current) or "no revision (base)"
