@@ -223,3 +223,26 @@ def test_checks_names_what_runs(live: str, pgdata: Path, project_dir: Path) -> N
                      cwd=project_dir)
     report = json.loads(result.out)
     assert report["checks"] == ["models"] and report["migrations"]["status"] == "not checked"
+
+
+def test_a_bad_checks_setting_still_gives_json(live: str, pgdata: Path,
+                                               project_dir: Path) -> None:
+    # CI parses stdout: a setting that stops the run before validate starts must still
+    # give the report's keys, with the error line.
+    result = run_cli(["validate", "--json"], _env(pgdata, live, project_dir, CHECKS="bogus"),
+                     cwd=project_dir)
+    assert result.code == 2
+    report = json.loads(result.out)
+    assert report["ok"] is False
+    assert report["error"].startswith("CHECKS='bogus': bogus is not a check")
+    assert {"differences", "counts", "migrations", "checks"} <= set(report)
+
+
+def test_registry_only_without_a_registry_names_checks_not_the_models(
+        live: str, pgdata: Path, project_dir: Path) -> None:
+    # _env sets APP_OBJECTS= (no registry), as a project without one has.
+    result = run_cli(["validate"], _env(pgdata, live, project_dir, CHECKS="registry"),
+                     cwd=project_dir)
+    assert result.code == 2
+    assert "CHECKS=registry leaves the models out" in result.err
+    assert "sets no target_metadata" not in result.err

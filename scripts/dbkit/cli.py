@@ -152,20 +152,26 @@ def run(
     fn = VERBS[args.verb]
     console = Console(out, err=err, quiet=args.quiet, stdin=stdin,
                       colour=None if "NO_COLOR" not in environ else False)
+    options: dict = {}
     try:
+        options = verb_options(fn, args, environ)
         settings = load_settings(environ=environ)
         console.secrets = active_secrets(settings)
         if args.verb in READS_VERSIONS:
             # On stderr: stdout may be JSON (validate --json).
             for line in repair(settings):
                 err.write(f"dbkit: {console.mask(line)}\n")
-        code = fn(settings, console, **verb_options(fn, args, environ))
+        code = fn(settings, console, **options)
         return int(code or 0)
     except DbkitError as exc:
         if args.debug:
             if exc.trace:
                 err.write(console.mask(exc.trace.rstrip()) + "\n")
             raise
+        error_json = getattr(sys.modules[fn.__module__], "error_json", None)
+        if options.get("json") and error_json is not None and not exc.reported:
+            # CI reads stdout: --json gets its keys even when a setting stopped the run.
+            out.write(error_json(console.mask(exc.message)) + "\n")
         err.write(f"dbkit {args.verb}: error: {console.mask(exc.message)}\n")
         if exc.detail and not args.quiet:
             err.write(console.mask(exc.detail.rstrip()) + "\n")

@@ -39,6 +39,7 @@ class Console:
             colour = _isatty(self.out) and "NO_COLOR" not in os.environ
         self.colour = colour
         self._said: set[str] = set()
+        self._open_step: str | None = None  # a "Title ... " waiting for its "done"
 
     def mask(self, text: str) -> str:
         return mask(text, self.secrets)
@@ -52,7 +53,12 @@ class Console:
         """A line for people; dropped with --quiet unless ``force`` (results, not progress)."""
         if self.quiet and not force:
             return
-        self.out.write(self.mask(text) + "\n")
+        if self._open_step is not None:
+            # A line said while a step runs gets a line of its own; the step's title is
+            # repeated after it, so "done" still stands beside what it is for.
+            self.out.write("\n" + self.mask(text) + "\n" + self.mask(f"{self._open_step} ... "))
+        else:
+            self.out.write(self.mask(text) + "\n")
         self.out.flush()
 
     def result(self, text: str = "") -> None:
@@ -71,13 +77,16 @@ class Console:
         if not self.quiet:
             self.out.write(self.mask(f"{title} ... "))
             self.out.flush()
+        outer, self._open_step = self._open_step, None if self.quiet else title
         try:
             yield
         except BaseException:
+            self._open_step = outer
             if not self.quiet:
                 self.out.write(self.paint("FAILED", "red") + "\n")
                 self.out.flush()
             raise
+        self._open_step = outer
         if not self.quiet:
             took = time.perf_counter() - started
             self.out.write(f"{self.paint('done', 'green')} ({took:.1f} s)\n")

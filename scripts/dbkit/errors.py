@@ -17,6 +17,7 @@ class DbkitError(Exception):
     """Base class: a message fit for one line, and the exit code that goes with it."""
 
     exit_code = 2
+    reported = False  # True once a verb has put it in its own output (validate --json)
 
     def __init__(
         self, message: str, *, detail: str | None = None, trace: str | None = None

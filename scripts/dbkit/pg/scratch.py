@@ -62,8 +62,10 @@ def scratch_database(server: Server, purpose: str = "scratch", *,
     """A fresh, uniquely named database (a copy of ``template`` when given), dropped on
     success, error or Ctrl-C."""
     name = scratch_name(purpose)
-    server.create_database(name, template=template)
     try:
+        # Inside the try: a Ctrl-C during or right after CREATE DATABASE still drops it
+        # (DROP ... IF EXISTS is harmless when the create never happened).
+        server.create_database(name, template=template)
         yield name
     finally:
         drop_resolutely(server, name)

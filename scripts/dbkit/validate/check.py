@@ -57,14 +57,18 @@ class RevisionCheck:
                 "behind": self.behind}
 
 
-def run(settings: Settings, out: Console, *, json: bool = False) -> int:
-    """Every check; ``commands/validate.py`` is its verb (and says what the exit codes mean)."""
-    report: dict[str, Any] = {
-        "ok": False, "error": None, "database": None, "revision": None, "differences": [],
-        "counts": drift.counts([]), "registry": None, "notes": [],
-        "checks": list(settings.checks or CHECK_NAMES),
+def empty_report(checks: list[str], error: str | None = None) -> dict[str, Any]:
+    """The JSON report's keys, as CI always gets them (``error``: could not check)."""
+    return {
+        "ok": False, "error": error, "database": None, "revision": None, "differences": [],
+        "counts": drift.counts([]), "registry": None, "notes": [], "checks": checks,
         "migrations": migrations.not_checked("not run").as_json(),
     }
+
+
+def run(settings: Settings, out: Console, *, json: bool = False) -> int:
+    """Every check; ``commands/validate.py`` is its verb (and says what the exit codes mean)."""
+    report = empty_report(list(settings.checks or CHECK_NAMES))
     try:
         return _validate(settings, out, report, json=json)
     except DbkitError as err:
@@ -72,6 +76,7 @@ def run(settings: Settings, out: Console, *, json: bool = False) -> int:
             # CI reads stdout: it gets the same keys, with the one line cli.py prints.
             report.update(ok=False, error=out.mask(err.message))
             out.result(jsonlib.dumps(report, indent=2))
+            err.reported = True
         raise
 
 
@@ -112,10 +117,11 @@ def _checks(
         if "registry" in chosen else None
     if facts["diff"] is None:
         if registry is None and "chain" not in chosen:
+            models = ("the project's env.py sets no target_metadata" if "models" in chosen
+                      else f"CHECKS={','.join(chosen)} leaves the models out")
             raise ConfigError(
-                "nothing to validate against: the project's env.py sets no target_metadata "
-                "and the app has no objects registry (APP_OBJECTS); only the revision "
-                "could be checked"
+                f"nothing to validate against: {models} and the app has no objects registry "
+                "(APP_OBJECTS); only the revision could be checked"
             )
         notes.insert(0, "models (the project's env.py sets no target_metadata)"
                      if "models" in chosen else "models (CHECKS leaves them out)")
