@@ -44,6 +44,10 @@ def test_until_squashes_base_to_rev_and_proves_the_whole_chain_at_head(
     assert f"the {24 - POINTS[until]} revisions after it, up to the head {HEAD}" in result.out
     assert folder_state(backend) == before and scratch_databases(server) == dbs_before
     report = report_of(folder)
+    # The summary names the squashed range (up to UNTIL, not the head) and whose id it keeps.
+    assert report["replaced"]["last"] == until and report["replaced"]["until"] == until
+    assert f"… {until}; the {24 - POINTS[until]} revisions after it are kept" in result.out
+    assert f"{until} (UNTIL's id)" in result.out and "old head's id" not in result.out
     assert any("whole versions directory at head identical" in c for c in report["proof"])
     assert report["model_drift"] == []
     staged = folder / "versions"

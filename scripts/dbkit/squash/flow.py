@@ -224,7 +224,8 @@ def _dev_state(plan: Plan) -> str:
 def _backup(settings: Settings, server: Server, project: AlembicProject, plan: Plan,
             out: Console) -> manifest.Backup:
     """The same backup as db-backup-full (migrations only when there is no database yet)."""
-    note = f"before dbkit squash of {len(plan.revisions)} revisions (head {plan.head})"
+    note = (f"before dbkit squash of {len(plan.revisions)} revisions "
+            + (f"(until {plan.until}, head {plan.head})" if plan.until else f"(head {plan.head})"))
     if plan.dev_exists:
         made = backup.take_full_backup(settings, server, out, project=project, note=note)
     else:

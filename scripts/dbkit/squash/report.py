@@ -34,7 +34,8 @@ def report(out: Console, settings: Settings, plan: Plan, outcome: Outcome, *,
         "dry_run": dry_run,
         "project": str(settings.alembic_config),
         "replaced": {"count": len(plan.revisions), "first": plan.first.revision,
-                     "last": plan.head,
+                     "last": plan.top, "until": plan.until,
+                     "kept": [r.revision for r in plan.kept],
                      "revisions": [r.revision for r in plan.revisions]},
         "revision": outcome.revision,
         "new_revision_id": outcome.new_revision,
@@ -101,9 +102,9 @@ def _report_lines(data: dict[str, Any], *, dry_run: bool) -> list[str]:
         ("Dry run: proven, nothing in the project was changed" if dry_run else
          "Squashed and proven"),
         f"  replaced        {data['replaced']['count']} revisions, "
-        f"{data['replaced']['first']} … {data['replaced']['last']}",
+        f"{data['replaced']['first']} … {data['replaced']['last']}" + _kept_note(data),
         f"  revision        {data['revision']}"
-        + (" (new id)" if data["new_revision_id"] else " (the old head's id)"),
+        + _id_note(data),
         f"  file            {data['file']} ({data['file_size']:,} bytes{_data(data)})",
         f"  fresh install   old chain {times['old_chain']:.2f} s, new revision "
         f"{times['new_revision']:.2f} s ({_ratio(times['old_chain'], times['new_revision'])})",
@@ -186,6 +187,17 @@ def mermaid(graph: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _id_note(data: dict[str, Any]) -> str:
+    if data["new_revision_id"]:
+        return " (new id)"
+    return " (UNTIL's id)" if data["replaced"].get("until") else " (the old head's id)"
+
+
+def _kept_note(data: dict[str, Any]) -> str:
+    kept = data["replaced"].get("kept") or []
+    return f"; the {len(kept)} revisions after it are kept as they were" if kept else ""
+
+
 def markdown(data: dict[str, Any], *, dry_run: bool) -> str:
     """squash_report.md: summary, captured counts, proof, timings, the views' graph."""
     times = data["fresh_install_seconds"]
@@ -194,9 +206,8 @@ def markdown(data: dict[str, Any], *, dry_run: bool) -> str:
         ("outcome", "dry run: proven, nothing in the project was changed" if dry_run else
          "squashed and proven"),
         ("replaced", f"{replaced['count']} revisions, {_code(replaced['first'])} … "
-         f"{_code(replaced['last'])}"),
-        ("revision", _code(data["revision"]) + (" (new id)" if data["new_revision_id"] else
-                                                " (the old head's id)")),
+         f"{_code(replaced['last'])}" + _kept_note(data)),
+        ("revision", _code(data["revision"]) + _id_note(data)),
         ("file", f"{_code(data['file'])} ({data['file_size']:,} bytes{_data(data)})"),
         *[(label, _code(data[key])) for label, key in (
             ("backup", "backup"), ("output folder", "output"), ("archived", "archived"))
