@@ -272,3 +272,19 @@ def test_a_warm_child_serves_only_its_own_database(
         assert project.current(other) == []
         assert project.current(fresh_db) == ["c2_seed"]
         assert _rows(server, fresh_db) == [(1, "first")]
+
+
+def test_outside_a_repository_only_the_folder_above_is_searched(tmp_path: Path) -> None:
+    # No .git anywhere: a .venv two levels up (think /tmp/.venv) must not be picked, the
+    # one just above the backend (the usual project root) is.
+    backend = tmp_path / "a" / "project" / "backend"
+    backend.mkdir(parents=True)
+    far = tmp_path / "a" / ".venv" / "bin"
+    far.mkdir(parents=True)
+    (far / "python").symlink_to(sys.executable)
+    settings = lambda: load_settings(tmp_path, {"BACKEND_DIR": str(backend)})  # noqa: E731
+    assert settings().backend_python == Path(sys.executable)
+    near = tmp_path / "a" / "project" / ".venv" / "bin"
+    near.mkdir(parents=True)
+    (near / "python").symlink_to(sys.executable)
+    assert settings().backend_python == near / "python"

@@ -112,18 +112,18 @@ class Settings:
 
 def find_backend_python(backend_dir: Path) -> tuple[Path, str]:
     """The project's interpreter: its own .venv, or one in a folder above it up to the
-    repository's root (the nearest folder with .git; never above the home folder), else
-    dbkit's own Python. Returns it and how it was found."""
-    home = Path.home().resolve()
-    folder = backend_dir.resolve()
-    while True:
+    repository's root (the nearest folder with .git); outside a repository only the folder
+    just above it (a stray /tmp/.venv must never be picked). Else dbkit's own Python.
+    Returns it and how it was found."""
+    start = backend_dir.resolve()
+    above = [start, *start.parents]
+    root = next((f for f in above if (f / ".git").exists()), None)
+    searched = above[: above.index(root) + 1] if root is not None else above[:2]
+    for folder in searched:
         candidate = folder / ".venv" / "bin" / "python"
         if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate, ("the project's .venv" if folder == backend_dir.resolve()
+            return candidate, ("the project's .venv" if folder == start
                                else f"the .venv in {folder}")
-        if (folder / ".git").exists() or folder == home or folder.parent == folder:
-            break
-        folder = folder.parent
     return Path(sys.executable), "dbkit's own: no .venv found for the project"
 
 
