@@ -7,6 +7,7 @@ squashed revision must visibly contain, so that a proof that compared nothing ca
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ from squash_helpers import (
 from conftest import FIXTURES
 from dbkit.pg.embedded import EmbeddedServer
 
-CASES: dict[str, list[str]] = {
+# A line is a plain substring, or a pattern where the text PostgreSQL prints differs by major.
+CASES: dict[str, list[str | re.Pattern[str]]] = {
     "rename_column": [
         "CREATE TABLE public.people (", "full_name character varying(50)",
         "CONSTRAINT person_pkey PRIMARY KEY (id)", "nextval('public.person_id_seq'::regclass)",
@@ -38,7 +40,10 @@ CASES: dict[str, list[str]] = {
     ],
     "view_chain": ["CREATE VIEW public.v_c_totals", "CREATE VIEW public.v_b_positive",
                    "CREATE VIEW public.v_a_ranked"],
-    "view_replaced_after_rename": ["headline AS title", "length(headline) AS title_length"],
+    # pg_get_viewdef qualifies columns with their table (length(article.headline)) up to
+    # PostgreSQL 15 and leaves out a qualifier that is not needed from 16 on: the same view.
+    "view_replaced_after_rename": [re.compile(r"\b(article\.)?headline AS title\b"),
+                                   re.compile(r"length\((article\.)?headline\) AS title_length")],
     "matview_index": [
         "CREATE MATERIALIZED VIEW public.gene_score AS", "WITH DATA", "WITH NO DATA",
         "CREATE UNIQUE INDEX ux_gene_score_gene ON public.gene_score",
@@ -127,7 +132,8 @@ def test_case_squashes_with_zero_differences(case: str, pgdata: Path, fresh_db: 
     ]
     text = squashed_file(folder / "versions").read_text()
     for expected in CASES[case]:
-        assert expected in text, f"{case}: {expected!r} not in the squashed revision"
+        found = expected.search(text) if isinstance(expected, re.Pattern) else expected in text
+        assert found, f"{case}: {expected!r} not in the squashed revision"
     assert folder_state(backend) == before
     assert scratch_databases(server) == dbs_before
 
