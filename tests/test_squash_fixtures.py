@@ -93,6 +93,11 @@ CASES: dict[str, list[str | re.Pattern[str]]] = {
         "op.bulk_insert(", "'line one\\nline two\\r\\nthree'", '"grid": "{{1,2},{3,4}}"',
         'sa.table(\n            "odd.Name x",',
     ],
+    "column_options": [
+        "ALTER TABLE public.variant ALTER COLUMN gene SET (n_distinct=800)",
+        "ALTER TABLE public.variant ALTER COLUMN sample SET (n_distinct=-0.5, "
+        "n_distinct_inherited=-0.25)",
+    ],
     "grants": [
         "CREATE ROLE dbkit_fixture_reader NOLOGIN", "GRANT USAGE ON SCHEMA reports",
         "GRANT SELECT (note) ON TABLE public.secret", "WITH GRANT OPTION",

@@ -7,8 +7,7 @@ that each object comes after what it needs, together with the rows the migration
 each table and the position of every sequence. Objects that an empty database already has
 (``public``, ``plpgsql``) and objects owned by an extension are left out.
 
-What each snapshot entry holds (where ``replica_identity`` comes from, ...) is written down
-once, in ``pg/shapes.py``; the queries that read it are in ``pg/sql/``.
+What each snapshot entry holds is written down in ``pg/shapes.py``; its queries: ``pg/sql/``.
 """
 
 from __future__ import annotations
@@ -88,8 +87,8 @@ def _refuse_unsupported(snap: catalog.Snapshot, version_key: str) -> None:
             continue
         if table["kind"] != "table" or table["parents"] or table["is_partition"]:
             found.setdefault("partitioned or inherited table", []).append(key)
-        for col in table["columns"]:
-            if col["options"]:
+        for col in table["columns"]:  # options a user cannot set are not reproduced
+            if {o.split("=", 1)[0] for o in col["options"] or ()} - set(catalog.USER_ATTOPTIONS):
                 found.setdefault("column options", []).append(f"{key}.{col['name']}")
     if found:
         what = "; ".join(f"{kind}: {', '.join(names[:5])}" for kind, names in sorted(found.items()))
@@ -385,6 +384,8 @@ class _Builder:
         if col["compression"]:
             method = {"p": "pglz", "l": "lz4"}.get(col["compression"], col["compression"])
             after.append(f"{target} SET COMPRESSION {method}")
+        if col["options"]:  # user options only (catalog.USER_ATTOPTIONS), e.g. n_distinct=-0.5
+            after.append(f"{target} SET ({', '.join(col['options'])})")
         return " ".join(parts)
 
     def _identity_options(self, key: str, table: str, col: shapes.Column) -> str:
