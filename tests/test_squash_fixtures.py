@@ -111,7 +111,7 @@ def test_every_case_folder_is_listed() -> None:
     folders = {p.name for p in FIXTURES.iterdir() if (p / "env.py").is_file()
                and (p / "versions").is_dir() and (p / "README").is_file()
                and p.name not in ("broken_chain", "two_heads", "unsupported", "lock_wait",
-                                  "missing_extension", "big_reference")}
+                                  "missing_extension", "big_reference", "target_lacks")}
     assert folders == set(CASES)
     envs = {(FIXTURES / case / "env.py").read_text() for case in CASES}
     assert len(envs) == 1, "the fixtures' env.py files are one template"
