@@ -120,6 +120,49 @@ def test_target_pg_refuses_what_the_target_major_lacks(
     assert "UNIQUE NULLS NOT DISTINCT (room, starts)" in text
 
 
+MAINTAIN_REVISION = '''"""grant maintain
+
+Revision ID: 0a1800000002
+Revises: 0a1800000001
+"""
+from alembic import op
+
+revision = "0a1800000002"
+down_revision = "0a1800000001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("GRANT MAINTAIN ON secret TO dbkit_fixture_reader")
+
+
+def downgrade() -> None:
+    op.execute("REVOKE MAINTAIN ON secret FROM dbkit_fixture_reader")
+'''
+
+
+def test_target_pg_refuses_a_maintain_grant_not_the_owners_own(
+        pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer,
+        tmp_path: Path) -> None:
+    """From 17 on the owner of every table holds MAINTAIN by default: not a grant, so the
+    grants fixture squashes for 14; a GRANT MAINTAIN to another role is refused for 16."""
+    if server.major < 17:
+        pytest.skip(f"MAINTAIN is PostgreSQL 17's (this is {server.major})")
+    backend = copy_project(FIXTURES / "grants", project_dir)
+    env = squash_env(pgdata, fresh_db, project_dir, backend, TARGET_PG="14")
+    result, _ = dry_run(env, project_dir, tmp_path)
+    assert result.code == 0, result.err + result.out
+    (versions_of(backend) / "0a1800000002_grant_maintain.py").write_text(MAINTAIN_REVISION)
+    result = run_cli(["squash"], {**env, "TARGET_PG": "16", "CONFIRM": "squash"},
+                     cwd=project_dir)
+    assert result.code == 2, result.out + result.err
+    assert one_line_error(result.err) == (
+        "dbkit squash: error: TARGET_PG=16: the chain uses what PostgreSQL 16 does not have: "
+        "the MAINTAIN privilege (PostgreSQL 17+): public.secret; nothing was changed (raise "
+        "TARGET_PG to the oldest major you run, or change the chain)")
+
+
 def _squash_rendered(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], project_dir: Path,
                      edit: Callable[[str], str]) -> Result:
     """A confirmed squash whose rendered revision is changed by ``edit`` before the proof."""

@@ -69,7 +69,8 @@ def capture(
         q = Quoter(conn)
         refuse.unsupported(snap, vt_key)
         if target is not None:
-            refuse.target_lacks(snap, target, vt_key)
+            major = int(fetch(conn, "SHOW server_version_num")[0][0]) // 10000
+            refuse.target_lacks(snap, target, vt_key, major)
         graph = Graph(conn)
         builder = _Builder(conn, snap, baseline, q, (vt_key, data_files))
         nodes = builder.build()

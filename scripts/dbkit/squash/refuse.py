@@ -21,6 +21,7 @@ they have (no name to keep), and 18 builds with its name.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 from dbkit.errors import CannotSquash
@@ -47,6 +48,7 @@ def unsupported(snap: shapes.Snapshot, version_key: str) -> None:
 
 # -- TARGET_PG --------------------------------------------------------------------------------
 Finder = Callable[[shapes.Snapshot, str], Iterator[str]]
+_ACLITEM = re.compile(r"^(?P<grantee>.*)=(?P<privileges>[A-Za-z*]*)/(?P<grantor>.*)$")
 
 
 def _constraints(snap: shapes.Snapshot, version_key: str
@@ -82,12 +84,17 @@ def _security_invoker(snap: shapes.Snapshot, version_key: str) -> Iterator[str]:
 
 
 def _maintain(snap: shapes.Snapshot, version_key: str) -> Iterator[str]:
-    """aclitem ``grantee=arwdDxtm/grantor``: ``m`` is MAINTAIN (tables, views, matviews)."""
+    """``grantee=arwdDxtm/grantor``: ``m`` is MAINTAIN. The owner's own entry has it by
+    default from 17 on (nothing rendered); a GRANT of it to another role, or its REVOKE from
+    the owner, is rendered and means nothing before 17."""
     for section in ("tables", "views", "materialized_views"):
         for key, rel in snap[section].items():
-            if key != version_key and any("m" in item.split("=", 1)[1].split("/", 1)[0]
-                                          for item in rel.get("acl") or ()):
-                yield key
+            for item in rel.get("acl") or ():
+                match = _ACLITEM.match(item)
+                if key != version_key and match and (
+                        ("m" in match["privileges"]) != (match["grantee"] == match["grantor"])):
+                    yield key
+                    break
 
 
 def _virtual_columns(snap: shapes.Snapshot, version_key: str) -> Iterator[str]:
@@ -124,11 +131,13 @@ FEATURES: list[tuple[int, str, Finder]] = [
 ]
 
 
-def lacking(snap: shapes.Snapshot, target: int, version_key: str) -> list[str]:
-    """What the chain built that PostgreSQL ``target`` cannot express, one entry a feature."""
+def lacking(snap: shapes.Snapshot, target: int, version_key: str, server_major: int
+            ) -> list[str]:
+    """What the chain built (on ``server_major``) that PostgreSQL ``target`` cannot express,
+    one entry a feature."""
     found = []
     for since, what, finder in FEATURES:
-        if target < since:
+        if target < since <= server_major:
             names = sorted(set(finder(snap, version_key)))
             if names:
                 more = f", … ({len(names)})" if len(names) > 3 else ""
@@ -136,8 +145,9 @@ def lacking(snap: shapes.Snapshot, target: int, version_key: str) -> list[str]:
     return found
 
 
-def target_lacks(snap: shapes.Snapshot, target: int, version_key: str) -> None:
-    found = lacking(snap, target, version_key)
+def target_lacks(snap: shapes.Snapshot, target: int, version_key: str,
+                 server_major: int) -> None:
+    found = lacking(snap, target, version_key, server_major)
     if found:
         raise CannotSquash(
             f"TARGET_PG={target}: the chain uses what PostgreSQL {target} does not have: "
