@@ -279,6 +279,19 @@ def ensure(major: int, *, refresh: bool = False) -> Found:
     raise FetchError(f"PostgreSQL {major} is not one of {', '.join(map(str, MAJORS))}")
 
 
+def cached(major: int) -> Path | None:
+    """``major``'s server binaries when they are already here (no registry asked), else None."""
+    if major in NPM_MAJORS:
+        bin_dir = cache_root() / str(major) / "bin"
+    elif major in DEBIAN_MAJORS:
+        bin_dir = Path(DEBIAN_BIN.format(major=major))
+    elif major == 18:
+        return wheel_bin_dir()
+    else:
+        return None
+    return bin_dir if all((bin_dir / f).is_file() for f in SERVER_FILES) else None
+
+
 # -- --check: does it run? --------------------------------------------------------------------
 def run_as_user() -> pwd.struct_passwd | None:
     """Nobody when we are not root; else the system user dbkit (created like dbkit does)."""

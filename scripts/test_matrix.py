@@ -19,6 +19,8 @@ step: dbkit's crash safety, not the server's features), and the suites that do n
 the server under test: settings, the embedded server's own lifecycle (test_server: it
 initdbs and starts its own servers from the wheel) and the Docker stand-ins (test_docker_up,
 test_backup_docker: a second server from the wheel). ``make test`` runs everything on 18.
+Once, with 18: tests/test_majors.py (servers of two majors in one test; it needs every
+major fetched, which the matrix does first).
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ SUITES = [
     "tests/test_validate.py", "tests/test_cli.py",
 ]
 SELECT = ["-m", "not slow"]
+# Once per matrix, with 18's run: tests that start servers of two majors themselves (a
+# revision captured on 18 proven on 14 and back, a backup from 14 restored on 18).
+ONCE = {18: ["tests/test_majors.py"]}
 
 
 def run_major(found: fetch_postgres.Found, extra: list[str], logs: Path) -> dict:
@@ -51,7 +56,7 @@ def run_major(found: fetch_postgres.Found, extra: list[str], logs: Path) -> dict
     if found.status == "wheel":  # 18: exactly what `make test` runs on
         env.pop("DBKIT_TEST_PG_BIN")
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
-            *SELECT, *(extra or SUITES)]
+            *SELECT, *(extra or [*SUITES, *ONCE.get(found.major, [])])]
     started = time.monotonic()
     with log.open("w") as out:
         proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

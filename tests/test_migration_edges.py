@@ -220,8 +220,7 @@ def test_the_readme_lists_the_wheels_extensions_as_they_are() -> None:
                     reason="Debian's postgresql-15 is not installed (/usr/lib/postgresql/15)")
 def test_the_way_out_works_pg_bin_to_a_full_install(fresh_db: str, project_dir: Path) -> None:
     """The advice, followed: embedded mode from PG_BIN with a data directory of its own
-    builds the chain. (Not a squash here: this machine's postgresql-15 marks every column
-    with a nonstandard attoptions entry, pg_attver=..., which capture rightly refuses.)"""
+    builds the chain. (Squashes on 15 run in ``make test-matrix``.)"""
     backend = copy_project(FIXTURES / "missing_extension", project_dir)
     # Not under pytest's basetemp (see conftest.pgdata): a data directory of its own.
     root = Path(tempfile.mkdtemp(prefix="dbkit-test-pg15-"))

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 from backup_helpers import folder_state, one_line_error
-from squash_helpers import copy_project, scratch_databases, squash_env, versions_of
+from squash_helpers import (
+    copy_project,
+    dry_run,
+    scratch_databases,
+    squash_env,
+    squashed_file,
+    versions_of,
+)
 
 from conftest import BACKEND, FIXTURES, Result, run_cli
 from dbkit.pg.embedded import EmbeddedServer
@@ -78,6 +85,82 @@ def test_capture_refuses_what_it_cannot_reproduce(
         "dbkit squash: error: the chain creates objects dbkit cannot reproduce yet "
         "(partitioned or inherited table: public.measure, public.measure_2024; rule: "
         "public.event: no_delete); nothing was changed")
+
+
+def test_target_pg_refuses_what_the_target_major_lacks(
+        pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer,
+        tmp_path: Path) -> None:
+    """TARGET_PG below a feature the chain uses: one line naming each feature, the major it
+    needs and where; at the server's own major (the default) the same chain squashes."""
+    if server.major < 15:
+        pytest.skip(f"the fixture's chain needs PostgreSQL 15 (this is {server.major})")
+    backend = copy_project(FIXTURES / "target_lacks", project_dir)
+    before, dbs_before = folder_state(backend), scratch_databases(server)
+    env = squash_env(pgdata, fresh_db, project_dir, backend, CONFIRM="squash", TARGET_PG="14")
+    result = run_cli(["squash"], env, cwd=project_dir)
+    assert result.code == 2, result.out + result.err
+    expected = ("dbkit squash: error: TARGET_PG=14: the chain uses what PostgreSQL 14 does not "
+                "have: UNIQUE NULLS NOT DISTINCT (PostgreSQL 15+): public.slot.uq_slot_room, "
+                "public.slot.ux_slot_starts")
+    if server.major >= 18:
+        expected += ("; virtual generated columns (PostgreSQL 18+): public.slot.ends; "
+                     "NOT ENFORCED constraints (PostgreSQL 18+): public.slot.ck_slot_room")
+    assert one_line_error(result.err) == expected + (
+        "; nothing was changed (raise TARGET_PG to the oldest major you run, or change the "
+        "chain)")
+    _unchanged(backend, before, server, dbs_before)
+    if server.major >= 18:  # 17 lacks only what 18 added
+        env["TARGET_PG"] = "17"
+        line = one_line_error(run_cli(["squash"], env, cwd=project_dir).err)
+        assert "NULLS NOT DISTINCT" not in line and "public.slot.ends" in line, line
+    result, folder = dry_run({**env, "TARGET_PG": ""}, project_dir, tmp_path)
+    assert result.code == 0, result.err + result.out
+    text = squashed_file(folder / "versions").read_text()
+    assert f"for PostgreSQL {server.major} and later (TARGET_PG)" in text
+    assert "UNIQUE NULLS NOT DISTINCT (room, starts)" in text
+
+
+MAINTAIN_REVISION = '''"""grant maintain
+
+Revision ID: 0a1800000002
+Revises: 0a1800000001
+"""
+from alembic import op
+
+revision = "0a1800000002"
+down_revision = "0a1800000001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("GRANT MAINTAIN ON secret TO dbkit_fixture_reader")
+
+
+def downgrade() -> None:
+    op.execute("REVOKE MAINTAIN ON secret FROM dbkit_fixture_reader")
+'''
+
+
+def test_target_pg_refuses_a_maintain_grant_not_the_owners_own(
+        pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer,
+        tmp_path: Path) -> None:
+    """From 17 on the owner of every table holds MAINTAIN by default: not a grant, so the
+    grants fixture squashes for 14; a GRANT MAINTAIN to another role is refused for 16."""
+    if server.major < 17:
+        pytest.skip(f"MAINTAIN is PostgreSQL 17's (this is {server.major})")
+    backend = copy_project(FIXTURES / "grants", project_dir)
+    env = squash_env(pgdata, fresh_db, project_dir, backend, TARGET_PG="14")
+    result, _ = dry_run(env, project_dir, tmp_path)
+    assert result.code == 0, result.err + result.out
+    (versions_of(backend) / "0a1800000002_grant_maintain.py").write_text(MAINTAIN_REVISION)
+    result = run_cli(["squash"], {**env, "TARGET_PG": "16", "CONFIRM": "squash"},
+                     cwd=project_dir)
+    assert result.code == 2, result.out + result.err
+    assert one_line_error(result.err) == (
+        "dbkit squash: error: TARGET_PG=16: the chain uses what PostgreSQL 16 does not have: "
+        "the MAINTAIN privilege (PostgreSQL 17+): public.secret; nothing was changed (raise "
+        "TARGET_PG to the oldest major you run, or change the chain)")
 
 
 def _squash_rendered(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], project_dir: Path,

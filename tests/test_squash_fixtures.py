@@ -7,6 +7,7 @@ squashed revision must visibly contain, so that a proof that compared nothing ca
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ from squash_helpers import (
 from conftest import FIXTURES
 from dbkit.pg.embedded import EmbeddedServer
 
-CASES: dict[str, list[str]] = {
+# A line is a plain substring, or a pattern where the text PostgreSQL prints differs by major.
+CASES: dict[str, list[str | re.Pattern[str]]] = {
     "rename_column": [
         "CREATE TABLE public.people (", "full_name character varying(50)",
         "CONSTRAINT person_pkey PRIMARY KEY (id)", "nextval('public.person_id_seq'::regclass)",
@@ -38,7 +40,10 @@ CASES: dict[str, list[str]] = {
     ],
     "view_chain": ["CREATE VIEW public.v_c_totals", "CREATE VIEW public.v_b_positive",
                    "CREATE VIEW public.v_a_ranked"],
-    "view_replaced_after_rename": ["headline AS title", "length(headline) AS title_length"],
+    # pg_get_viewdef qualifies columns with their table (length(article.headline)) up to
+    # PostgreSQL 15 and leaves out a qualifier that is not needed from 16 on: the same view.
+    "view_replaced_after_rename": [re.compile(r"\b(article\.)?headline AS title\b"),
+                                   re.compile(r"length\((article\.)?headline\) AS title_length")],
     "matview_index": [
         "CREATE MATERIALIZED VIEW public.gene_score AS", "WITH DATA", "WITH NO DATA",
         "CREATE UNIQUE INDEX ux_gene_score_gene ON public.gene_score",
@@ -88,6 +93,11 @@ CASES: dict[str, list[str]] = {
         "op.bulk_insert(", "'line one\\nline two\\r\\nthree'", '"grid": "{{1,2},{3,4}}"',
         'sa.table(\n            "odd.Name x",',
     ],
+    "column_options": [
+        "ALTER TABLE public.variant ALTER COLUMN gene SET (n_distinct=800)",
+        "ALTER TABLE public.variant ALTER COLUMN sample SET (n_distinct=-0.5, "
+        "n_distinct_inherited=-0.25)",
+    ],
     "grants": [
         "CREATE ROLE dbkit_fixture_reader NOLOGIN", "GRANT USAGE ON SCHEMA reports",
         "GRANT SELECT (note) ON TABLE public.secret", "WITH GRANT OPTION",
@@ -101,7 +111,7 @@ def test_every_case_folder_is_listed() -> None:
     folders = {p.name for p in FIXTURES.iterdir() if (p / "env.py").is_file()
                and (p / "versions").is_dir() and (p / "README").is_file()
                and p.name not in ("broken_chain", "two_heads", "unsupported", "lock_wait",
-                                  "missing_extension", "big_reference")}
+                                  "missing_extension", "big_reference", "target_lacks")}
     assert folders == set(CASES)
     envs = {(FIXTURES / case / "env.py").read_text() for case in CASES}
     assert len(envs) == 1, "the fixtures' env.py files are one template"
@@ -127,7 +137,8 @@ def test_case_squashes_with_zero_differences(case: str, pgdata: Path, fresh_db: 
     ]
     text = squashed_file(folder / "versions").read_text()
     for expected in CASES[case]:
-        assert expected in text, f"{case}: {expected!r} not in the squashed revision"
+        found = expected.search(text) if isinstance(expected, re.Pattern) else expected in text
+        assert found, f"{case}: {expected!r} not in the squashed revision"
     assert folder_state(backend) == before
     assert scratch_databases(server) == dbs_before
 

@@ -70,12 +70,17 @@ DRIFTS = [
      "REFERENCES genes (id) ON DELETE CASCADE"),
     ("missing view", "DROP VIEW audit.recent_changes",
      "view audit.recent_changes: database has no such view, app expects it"),
+    # pg_get_viewdef qualifies columns with their table up to PostgreSQL 15
+    # (gene_evidence_counts.evidence_count) and not from 16 on: the same view, so either line
+    # is right (the longer one is shortened to the part that differs).
     ("changed view definition",
      "CREATE OR REPLACE VIEW top_genes AS "
      "SELECT gene_id, symbol FROM gene_evidence_counts WHERE evidence_count > 1",
-     "view public.top_genes: database has SELECT gene_id, symbol FROM gene_evidence_counts "
-     "WHERE (evidence_count > 1);, app expects SELECT gene_id, symbol FROM "
-     "gene_evidence_counts WHERE (evidence_count > 0);"),
+     ("view public.top_genes: database has SELECT gene_id, symbol FROM gene_evidence_counts "
+      "WHERE (evidence_count > 1);, app expects SELECT gene_id, symbol FROM "
+      "gene_evidence_counts WHERE (evidence_count > 0);",
+      "view public.top_genes: database has …(gene_evidence_counts.evidence_count > 1);, "
+      "app expects …(gene_evidence_counts.evidence_count > 0);")),
     ("extra view", "CREATE VIEW public.stale_genes AS SELECT 1 AS one",
      "view public.stale_genes: database has SELECT 1 AS one;, app declares no such view"),
     ("materialized view became a view",
@@ -192,8 +197,8 @@ def test_in_sync_at_head_exits_0(copy: str, pgdata: Path, project_dir: Path) -> 
 
 @pytest.mark.parametrize(("case", "statements", "line"), DRIFTS, ids=[d[0] for d in DRIFTS])
 def test_each_drift_is_one_line_and_exit_1(
-    case: str, statements: str, line: str, copy: str, server: EmbeddedServer, pgdata: Path,
-    project_dir: Path,
+    case: str, statements: str, line: str | tuple[str, ...], copy: str, server: EmbeddedServer,
+    pgdata: Path, project_dir: Path,
 ) -> None:
     _sql(server, copy, statements)
     # All checks run: what the chain check also sees is said once. A schema made by hand is
@@ -202,7 +207,9 @@ def test_each_drift_is_one_line_and_exit_1(
     result = run_cli(["validate"], _env(pgdata, copy, project_dir, **extra), cwd=project_dir)
     assert result.code == 1, result.out + result.err
     lines = _lines(result.out)
-    assert line in lines, result.out
+    accepted = line if isinstance(line, tuple) else (line,)  # a tuple: one line per rendering
+    assert any(one in lines for one in accepted), result.out
+    line = accepted[0]
     kind = next(k for k in reversed(KINDS) if line.startswith(k + " "))
     assert lines[-1] == f"Drift in {copy}: 1 difference ({kind}: 1)", result.out  # nothing else
     assert result.err == ""

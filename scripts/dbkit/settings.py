@@ -49,6 +49,7 @@ DEFAULTS: dict[str, str] = {
     "SEED_DATA_FILE_BYTES": "100000",
     "BACKEND_PYTHON": "",
     "URL_ENV": "",
+    "TARGET_PG": "",
 }
 # The checks db-validate-schema can run (CHECKS chooses; empty: all that apply).
 CHECK_NAMES = ("models", "chain", "registry")
@@ -87,6 +88,7 @@ class Settings:
     backend_python: Path
     backend_python_source: str  # how it was chosen, said with it ("the project's .venv")
     url_env: tuple[str, ...] = ()
+    target_pg: int | None = None  # TARGET_PG: the oldest major a squashed revision is for
 
     def require_alembic(self) -> Path:
         """The Alembic ini file, or a one-line error saying what is missing."""
@@ -277,6 +279,8 @@ def load_settings(
         backend_python=backend_python,
         backend_python_source=python_source,
         url_env=_url_env(get("URL_ENV")),
+        target_pg=int(_number("TARGET_PG", get("TARGET_PG"), low=14, high=99))
+        if get("TARGET_PG").strip() else None,
     )
 
 

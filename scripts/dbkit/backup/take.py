@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 import psycopg2
 
 from dbkit import __version__
-from dbkit.backup.load import load_sql, restore_jobs
+from dbkit.backup.load import populated_matviews, recreated_fingerprint, restore_jobs
 from dbkit.backup.manifest import (
     DUMP_CUSTOM,
     DUMP_DIRECTORY,
@@ -40,9 +40,9 @@ from dbkit.backup.manifest import (
     write_private,
 )
 from dbkit.console import Console, mask
-from dbkit.errors import ConfigError, DbkitError, ServerUnreachable, ToolError
+from dbkit.errors import ConfigError, DbkitError, ServerUnreachable
 from dbkit.files import fsync_dir
-from dbkit.pg import catalog, scratch, tools
+from dbkit.pg import catalog, tools
 from dbkit.pg.server import Server
 from dbkit.project import versions
 from dbkit.project.chain import AlembicProject
@@ -379,52 +379,3 @@ def _snapshot_session(server: Server, dbname: str, snapshot: str | None = None,
         conn.close()
         raise ServerUnreachable(f"lost {server.describe(dbname)}: {str(err).strip()}") from None
     return conn
-
-
-def populated_matviews(conn: psycopg2.extensions.connection) -> list[str]:
-    """Materialized views holding data (a restore refreshes exactly these), quoted names."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
-                    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE c.relkind = 'm' AND c.relispopulated ORDER BY 1")
-        return [row[0] for row in cur.fetchall()]
-
-
-def recreated_fingerprint(server: Server, schema_sql: Path, matviews: list[str]) -> str:
-    """The schema fingerprint of what this dump recreates: schema.sql loaded into a scratch
-    database, its populated materialized views refreshed as a restore would.
-
-    Not the live database's own fingerprint: PostgreSQL re-deparses some expressions on
-    reload (``col IN ('a', 'b')`` on a varchar column comes back as ``ANY (ARRAY[...::text])``),
-    so a faithful restore never matches the live text. This is also the proof, made before
-    the backup is published, that its schema loads.
-    """
-    with scratch.scratch_database(server, "schemacheck") as dbname:
-        try:
-            load_sql(server, schema_sql, dbname)
-        except ToolError as err:
-            raise ToolError(f"the schema dump does not load into a scratch database, so this "
-                            f"backup could never be restored: {err.message}") from None
-        conn = server.connect(dbname)
-        try:
-            _refresh(conn, matviews)
-            return catalog.fingerprint(conn)
-        finally:
-            conn.close()
-
-
-def _refresh(conn: psycopg2.extensions.connection, matviews: list[str]) -> None:
-    """REFRESH each; one that reads another not yet refreshed waits for the next round."""
-    pending = list(matviews)
-    while pending:
-        failed = []
-        for name in pending:
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(f"REFRESH MATERIALIZED VIEW {name}")  # quoted by quote_ident
-            except psycopg2.errors.ObjectNotInPrerequisiteState:
-                failed.append(name)
-        if len(failed) == len(pending):
-            raise DbkitError(f"cannot refresh materialized views {', '.join(failed)} in the "
-                             "scratch copy of the schema")
-        pending = failed

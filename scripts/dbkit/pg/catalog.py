@@ -40,6 +40,9 @@ Snapshot = shapes.Snapshot
 # and ALTER ... SET cannot change it). They are neither captured, nor compared, nor
 # fingerprinted; the proof's pg_dump text drops them too (prove.normalise_dump).
 SERVER_ATTOPTIONS = ("pg_attver",)
+# The column options a user sets (ALTER TABLE ... ALTER COLUMN ... SET (...)): captured,
+# reproduced and compared. Any other option a chain leaves is refused by the squash.
+USER_ATTOPTIONS = ("n_distinct", "n_distinct_inherited")
 
 
 def user_attoptions(options: list[str] | None) -> list[str] | None:

@@ -7,8 +7,7 @@ that each object comes after what it needs, together with the rows the migration
 each table and the position of every sequence. Objects that an empty database already has
 (``public``, ``plpgsql``) and objects owned by an extension are left out.
 
-What each snapshot entry holds (where ``replica_identity`` comes from, ...) is written down
-once, in ``pg/shapes.py``; the queries that read it are in ``pg/sql/``.
+What each snapshot entry holds is written down in ``pg/shapes.py``; its queries: ``pg/sql/``.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import psycopg2.extensions
 from dbkit.errors import CannotSquash
 from dbkit.pg import catalog, queries, shapes
 from dbkit.pg.queries import fetch
-from dbkit.squash import seed
+from dbkit.squash import refuse, seed
 from dbkit.squash.counts import count_objects
 from dbkit.squash.depend import Graph, Node, NodeId, add_edges, order
 from dbkit.squash.grants import column_grants, grants
@@ -42,6 +41,7 @@ class Capture:
     nodes: list[Node]
     counts: dict[str, int]
     snapshot: catalog.Snapshot
+    target: int | None = None  # TARGET_PG: the oldest major the revision is written for
 
 
 # -- the capture ------------------------------------------------------------------------------
@@ -52,11 +52,13 @@ def capture(
     baseline: catalog.Snapshot,
     version_table: tuple[str | None, str],
     data_files: tuple[int, int] | None = None,
+    target: int | None = None,
 ) -> Capture:
     """Read everything the chain built into the database behind ``conn``.
 
     ``baseline`` is the snapshot of an empty database on the same server (what the chain did
-    not create); ``version_table`` is Alembic's (schema or None, name), which is left out.
+    not create); ``version_table`` is Alembic's (schema or None, name), which is left out;
+    ``target`` the oldest PostgreSQL major the revision must build on (``refuse``).
     """
     vt_key = f"{version_table[0] or _first_schema(conn)}.{version_table[1]}"
     with catalog.qualified_names(conn):
@@ -65,37 +67,23 @@ def capture(
                 cur.execute(stmt)
         snap = catalog.snapshot(conn)
         q = Quoter(conn)
-        _refuse_unsupported(snap, vt_key)
+        refuse.unsupported(snap, vt_key)
+        if target is not None:
+            major = int(fetch(conn, "SHOW server_version_num")[0][0]) // 10000
+            refuse.target_lacks(snap, target, vt_key, major)
         graph = Graph(conn)
         builder = _Builder(conn, snap, baseline, q, (vt_key, data_files))
         nodes = builder.build()
         add_edges(nodes, graph)
         ordered = order(nodes)
         counts = count_objects(builder.nodes.values(), builder.new, vt_key)
-    return Capture(nodes=ordered, counts=counts, snapshot=snap)
+    return Capture(nodes=ordered, counts=counts, snapshot=snap, target=target)
 
 
 def _first_schema(conn: psycopg2.extensions.connection) -> str:
     # Alembic puts its table in the first schema of the default search_path.
     row = fetch(conn, "SELECT (current_schemas(false))[1]")
     return str(row[0][0] or "public")
-
-
-def _refuse_unsupported(snap: catalog.Snapshot, version_key: str) -> None:
-    found = {kind: names for kind, names in snap.get("unsupported", {}).items()}
-    for key, table in snap["tables"].items():
-        if key == version_key:
-            continue
-        if table["kind"] != "table" or table["parents"] or table["is_partition"]:
-            found.setdefault("partitioned or inherited table", []).append(key)
-        for col in table["columns"]:
-            if col["options"]:
-                found.setdefault("column options", []).append(f"{key}.{col['name']}")
-    if found:
-        what = "; ".join(f"{kind}: {', '.join(names[:5])}" for kind, names in sorted(found.items()))
-        raise CannotSquash(
-            f"the chain creates objects dbkit cannot reproduce yet ({what}); nothing was changed"
-        )
 
 
 class _Builder:
@@ -385,6 +373,8 @@ class _Builder:
         if col["compression"]:
             method = {"p": "pglz", "l": "lz4"}.get(col["compression"], col["compression"])
             after.append(f"{target} SET COMPRESSION {method}")
+        if col["options"]:  # user options only (catalog.USER_ATTOPTIONS), e.g. n_distinct=-0.5
+            after.append(f"{target} SET ({', '.join(col['options'])})")
         return " ".join(parts)
 
     def _identity_options(self, key: str, table: str, col: shapes.Column) -> str:

@@ -296,7 +296,8 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
         conn = server.connect(a)
         try:
             captured = capture.capture(conn, baseline=baseline, version_table=version_table,
-                                       data_files=datafile.limits(project.settings))
+                                       data_files=datafile.limits(project.settings),
+                                       target=project.settings.target_pg or server.major)
         finally:
             conn.close()
     outcome.counts = captured.counts

@@ -274,7 +274,8 @@ def render_revision(
         "",
         f"Replaces {replaced.count} revisions, from {replaced.first} ({replaced.first_doc!r})",
         f"to {replaced.last} ({replaced.last_doc!r}), squashed on {created:%Y-%m-%d %H:%M}",
-        f"by dbkit {__version__}.",
+        f"by dbkit {__version__}"
+        + (f", for PostgreSQL {cap.target} and later (TARGET_PG)." if cap.target else "."),
         "",
         "Built from the database the old chain produces (not from the models), objects in",
         "dependency order. dbkit put this file in place only after proving that a database",
