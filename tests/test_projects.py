@@ -288,3 +288,11 @@ def test_outside_a_repository_only_the_folder_above_is_searched(tmp_path: Path) 
     near.mkdir(parents=True)
     (near / "python").symlink_to(sys.executable)
     assert settings().backend_python == near / "python"
+
+
+def test_a_bare_backend_python_name_is_looked_up_on_path(tmp_path: Path) -> None:
+    name = Path(sys.executable).name  # e.g. python3.11, which is on PATH in the venv's bin
+    env = {"BACKEND_DIR": str(tmp_path), "BACKEND_PYTHON": name,
+           "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    assert load_settings(tmp_path, env, env_file=Path("/nonexistent")).backend_python \
+        == Path(sys.executable).parent / name

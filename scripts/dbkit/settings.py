@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -239,7 +240,12 @@ def load_settings(
         path("ALEMBIC_CONFIG") if get("ALEMBIC_CONFIG") else backend_dir / "alembic.ini"
     )
     if get("BACKEND_PYTHON").strip():
-        backend_python, python_source = path("BACKEND_PYTHON"), "BACKEND_PYTHON"
+        raw_python = get("BACKEND_PYTHON").strip()
+        # A bare name (python3.12) is looked up on PATH, as a shell would; a path is a path.
+        found = (shutil.which(raw_python, path=environ.get("PATH")) if "/" not in raw_python
+                 else None)
+        backend_python = Path(found) if found else path("BACKEND_PYTHON")
+        python_source = "BACKEND_PYTHON"
     else:
         backend_python, python_source = find_backend_python(backend_dir)
     pg_bin = path("PG_BIN") if get("PG_BIN") else None

@@ -206,7 +206,9 @@ class AlembicProject:
         except ValueError:
             tail = mask(stderr.strip().splitlines()[-1] if stderr.strip() else
                         f"exit {code}", secrets)
-            raise ChainBuildFailed(f"alembic {op} crashed: {tail}") from None
+            raise ChainBuildFailed(
+                f"alembic {op} crashed: the project's Python "
+                f"({self.settings.backend_python}) ended without an answer: {tail}") from None
         result["stderr"] = stderr
         if result.get("guard"):
             raise WrongDatabase(mask(result["guard"], secrets),
