@@ -90,6 +90,9 @@ def test_a_database_behind_catches_up_through_the_archive_and_keeps_its_rows(
         sample: dict[str, Any], server: EmbeddedServer, rev: str) -> None:
     db = sample["behind"][rev]
     assert "`make db-upgrade` catches it up" not in sample["squash"].out  # dev did not exist
+    where = run_cli(["current"], dict(sample["env"], POSTGRES_DB=db), cwd=sample["project_dir"])
+    assert f"{rev} (in the archived chain " in where.out
+    assert "`make db-upgrade` catches it up" in where.out
     result = run_cli(["upgrade"], dict(sample["env"], POSTGRES_DB=db),
                      cwd=sample["project_dir"])
     assert result.code == 0, result.err

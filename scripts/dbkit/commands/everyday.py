@@ -100,9 +100,17 @@ def current(settings: Settings, out: Console) -> None:
     if not revs:
         out.result("base (no revision applied)")
     for rev in revs:
-        state = "head" if rev in heads else "behind head" if rev in known else (
-            "not in this chain: newer, deleted or squashed")
+        state = "head" if rev in heads else "behind head" if rev in known else _unknown(
+            settings, rev)
         out.result(f"{rev} ({state})")
+
+
+def _unknown(settings: Settings, rev: str) -> str:
+    held = archive.holding(settings.alembic_config.parent, [rev])
+    if held is not None:
+        return (f"in the archived chain {held.path}, before a squash: `make db-upgrade` "
+                "catches it up")
+    return "not in this chain: newer, deleted or squashed"
 
 
 def history(settings: Settings, out: Console) -> None:
