@@ -293,7 +293,23 @@ def message(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     if len(lines) > MESSAGE_LINES:
         lines = [*lines[:MESSAGE_LINES], f"... ({len(lines) - MESSAGE_LINES} more lines)"]
-    return f"{type(err).__name__}: " + "\n".join(lines) if lines else type(err).__name__
+    return f"{type(err).__name__}: " + "\n".join(lines) if lines else raised_at(err)
+
+
+def raised_at(err: BaseException) -> str:
+    """An error without a message (a bare ``assert``) named by the line that raised it:
+    ``AssertionError at alembic/runtime/migration.py:290 (autocommit_block): assert ...``."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return type(err).__name__
+    last = frames[-1]
+    parts = Path(last.filename).parts
+    # From the package folder on: site-packages/alembic/... reads as alembic/...
+    cut = max((i + 1 for i, p in enumerate(parts) if p in ("site-packages", "dist-packages")),
+              default=max(len(parts) - 3, 0))
+    where = "/".join(parts[cut:])
+    code = f": {last.line.strip()}" if last.line else ""
+    return f"{type(err).__name__} at {where}:{last.lineno} ({last.name}){code}"
 
 
 def _backup_info(

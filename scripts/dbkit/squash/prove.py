@@ -265,7 +265,10 @@ def _checked(fn: Callable[..., Any], *args: str, what: str) -> Any:
     try:
         return fn(*args)
     except ChainBuildFailed as err:
-        raise ProofFailed(f"proof failed: {what}: {err.message}", diff=[err.message]) from None
+        failed = ProofFailed(f"proof failed: {what}: {err.message}", diff=[err.message],
+                             trace=err.trace)
+        failed.detail = None  # the line says it all; the failure report holds the traceback
+        raise failed from None
 
 
 def _fail_if(problems: list[str], what: str) -> None:
