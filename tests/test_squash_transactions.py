@@ -56,6 +56,11 @@ def test_a_big_schema_under_an_env_py_with_its_own_transaction_proves(
     assert report["model_drift"] is None
     assert report["model_drift_note"] == MODELS_HOLD_NO_TABLES
     assert f"  model drift     {MODELS_HOLD_NO_TABLES}" in result.out.splitlines()
+    # Where a real squash would archive the old files: in the package, as it will.
+    assert ("  dry run: nothing in the project is touched (a real squash archives the old "
+            f"files in {backend}/catalog/migrations/versions_archived/<timestamp>/ (beside "
+            "versions/, inside the Python package catalog/: it ships with the package unless "
+            "your packaging leaves it out))") in result.out.splitlines()
 
 
 # -- a server whose lock table is small: the decision drop_all takes at run time -------------

@@ -84,3 +84,21 @@ def test_current_on_a_database_that_does_not_exist_is_one_line(
     assert one_line_error(validate.err).startswith(
         f"dbkit validate: error: database 'no_such_warehouse' on {pgdata} (embedded) does not "
         "exist: ")
+
+
+def test_a_partial_squash_archives_where_it_says(
+        pgdata: Path, fresh_db: str, project_dir: Path) -> None:
+    """The migrations live in a package (catalog/migrations/versions): the archive goes
+    beside them, inside the package, and the plan says exactly that path."""
+    backend, env = _upgraded(pgdata, fresh_db, project_dir)
+    result = run_cli(["squash"], {**env, "CONFIRM": "squash", "UNTIL": "w1_catalog"},
+                     cwd=project_dir)
+    assert result.code == 0, result.err + result.out
+    folder = backend / "catalog" / "migrations" / "versions_archived"
+    (made,) = [p for p in folder.iterdir() if p.is_dir()]
+    assert sorted(p.name for p in made.glob("*.py")) == ["w1_catalog.py"]
+    assert (f"  the old files go into the backup and {folder}/<timestamp>/ (beside versions/, "
+            "inside the Python package catalog/: it ships with the package unless your "
+            "packaging leaves it out)") in result.out.splitlines()
+    assert f"in {made}" in result.out
+    assert not (backend / "versions_archived").exists()
