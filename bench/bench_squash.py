@@ -40,8 +40,8 @@ from dbkit.project.chain import AlembicProject
 ROOT = Path(__file__).resolve().parent.parent
 CHAINS = (30, 100, 300)
 SCHEMAS = (100, 300, 1000)
-# PostgreSQL's defaults: the squashed revision's downgrade() drops a big schema in several
-# transactions (squash.render.LOCK_BUDGET), so 1,000 tables no longer need a bigger lock table
+# PostgreSQL's defaults: the squashed revision's downgrade() splits a big schema's drops when
+# the lock table has no room for them (squash/drops.py), so 1,000 tables need no bigger one
 # (max_locks_per_transaction = 256 until then). Settings here are applied before the run.
 SERVER_SETTINGS: dict[str, str] = {}
 QUICK_CHAINS = (30,)

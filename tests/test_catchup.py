@@ -270,3 +270,33 @@ def test_archive_prune_asks_and_refuses_while_a_database_needs_the_archive(
     done = run_cli(["archive-prune"], dict(env, ARCHIVE=names[0], CONFIRM="prune"), cwd=cwd)
     assert done.code == 0, done.err
     assert [a.name for a in archive.archives(versions_of(twice["backend"]))] == names[1:]
+
+
+def test_a_restore_that_undoes_a_squash_says_its_archive_is_no_longer_needed(
+        server: EmbeddedServer, pgdata: Path, fresh_db: str, project_dir: Path) -> None:
+    """restore-full of the backup taken before a squash puts the old chain back; the
+    archive stays (the squash may come back), and the restore and db-archive-prune say
+    that nothing needs it and how to remove it."""
+    backend = copy_project(FIXTURES / "rename_column", project_dir)
+    env = squash_env(pgdata, fresh_db, project_dir, backend, CONFIRM="squash")
+    assert run_cli(["upgrade"], env, cwd=project_dir).code == 0
+    result = run_cli(["squash"], env, cwd=project_dir)
+    assert result.code == 0, result.err
+    (before_squash,) = sorted(p for p in (project_dir / "backups").iterdir() if p.is_dir())
+    (made,) = archive.archives(versions_of(backend))
+    restored = run_cli(["restore-full"], {**env, "BACKUP": before_squash.name,
+                                          "CONFIRM": "restore"}, cwd=project_dir)
+    assert restored.code == 0, restored.err + restored.out
+    assert (f"The archive {made.path} is of a squash this restore undid: its 3 revisions are "
+            "in the versions directory again, so no database needs it. Remove it with make "
+            f"db-archive-prune ARCHIVE={made.name}, or keep it if you will put that squash "
+            "back (databases left behind would catch up through it)") in restored.out
+    listing = run_cli(["archive-prune"], env, cwd=project_dir)
+    assert listing.code == 2
+    assert "that squash was undone (its revisions are in the versions directory again): no " \
+           "database needs it" in listing.out
+    pruned = run_cli(["archive-prune"], {**env, "ARCHIVE": made.name, "CONFIRM": "prune"},
+                     cwd=project_dir)
+    assert pruned.code == 0, pruned.err
+    assert not made.path.exists()
+    assert run_cli(["current"], env, cwd=project_dir).out.splitlines()[-1].endswith("(head)")

@@ -228,9 +228,34 @@ def test_a_downgrade_that_fails_fails_the_proof(
         "def downgrade() -> None:\n",
         "def downgrade() -> None:\n    raise RuntimeError('cannot go down')\n"))
     assert result.code == 1
-    assert one_line_error(result.err) == (
+    # What failed, and where the whole traceback of the project's Python is, in one line.
+    reports = list((project_dir / "backups").glob("*/squash_report.md"))
+    assert len(reports) == 1
+    assert result.err == (
         "dbkit squash: error: proof failed: downgrade() fails: alembic downgrade base failed "
-        "in revision 0a0100000003: RuntimeError: cannot go down")
+        "in revision 0a0100000003: RuntimeError: cannot go down (the whole traceback: "
+        f"{reports[0]})\n")
+    report = reports[0].read_text()
+    assert "Traceback (most recent call last)" in report
+    assert "_squashed_3_revisions.py\", line " in report and "in downgrade" in report
+    _unchanged(backend, before, server, dbs_before)
+
+
+def test_debug_prints_the_traceback_of_the_projects_python_not_dbkits(
+        project, project_dir: Path, server: EmbeddedServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    backend, env, before, dbs_before = project
+    real = render.render_revision
+    monkeypatch.setattr(render, "render_revision", lambda *a, **kw: real(*a, **kw).replace(
+        "def downgrade() -> None:\n",
+        "def downgrade() -> None:\n    raise RuntimeError('cannot go down')\n"))
+    result = run_cli(["--debug", "squash"], env, cwd=project_dir)
+    assert result.code == 1
+    trace, line = result.err.rstrip("\n").rsplit("\n", 1)
+    assert trace.startswith("Traceback (most recent call last):")
+    assert "in downgrade" in trace and trace.endswith("RuntimeError: cannot go down")
+    assert "dbkit/squash/" not in trace and "dbkit/cli.py" not in trace  # not dbkit's own
+    assert line.startswith("dbkit squash: error: proof failed: downgrade() fails: ")
     _unchanged(backend, before, server, dbs_before)
 
 

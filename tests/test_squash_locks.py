@@ -2,8 +2,10 @@
 
 Dropping an object locks everything the drop deletes, to the end of the transaction; with
 max_locks_per_transaction = 64 one transaction cannot drop 1,000 tables ("out of shared
-memory"). Past ``render.LOCK_BUDGET`` the drops run in several transactions. The test
-session's server runs with the default settings.
+memory"). Past ``drops.RUNTIME_ABOVE`` estimated locks the revision's ``_drop_all`` reads the
+server's limits when it runs, and splits the drops where they do not fit and Alembic owns the
+transaction (tests/test_squash_transactions.py: the other modes, a server with a small lock
+table). The test session's server runs with the default settings.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from squash_helpers import copy_project, dry_run, report_of, squash_env, squashe
 
 from conftest import FIXTURES, REPO
 from dbkit.pg.embedded import EmbeddedServer
-from dbkit.squash import render
+from dbkit.squash import drops, render
 from dbkit.squash.ddl import Capture
 from dbkit.squash.depend import Node
 
@@ -38,7 +40,7 @@ def _downgrade(cap: Capture) -> str:
         "def downgrade() -> None:\n", 1)[1]
 
 
-def test_a_small_downgrade_stays_one_transaction_a_big_one_is_split() -> None:
+def test_a_small_downgrade_is_plain_drops_a_big_one_decides_when_it_runs() -> None:
     small = Capture(nodes=[Node("table", f"public.t{i}", drop=f"DROP TABLE public.t{i}")
                            for i in range(3)],
                     counts={}, snapshot={"tables": {f"public.t{i}": _table(5) for i in range(3)}})
@@ -50,18 +52,21 @@ def test_a_small_downgrade_stays_one_transaction_a_big_one_is_split() -> None:
                          for i in range(n)],
                   counts={}, snapshot={"tables": {f"public.t{i}": _table(5) for i in range(n)}})
     text = _downgrade(big)
-    assert "with op.get_context().autocommit_block():" in text
-    batches = text.count("# -- transaction ")
-    assert batches == -(-n * 10 // render.LOCK_BUDGET)  # each table weighs 5 + 5 columns
-    assert text.count("DROP TABLE") == n
-    assert text.index("DROP TABLE public.t999") < text.index("DROP TABLE public.t0\n")
+    body, helper = text.split("\ndef _drop_all(", 1)
+    # Each table weighs 5 + 5 columns; every drop is listed once, in reverse order.
+    assert f"    _drop_all({n * 10}, [\n" in body
+    assert body.count('        (10, "DROP TABLE public.t') == n
+    assert body.index("DROP TABLE public.t999") < body.index("DROP TABLE public.t0\"")
+    assert "with op.get_context()" not in body  # only _drop_all enters autocommit_block()
+    assert "context.autocommit_block()" in helper and "max_locks_per_transaction" in helper
+    compile("def downgrade() -> None:\n" + text, "downgrade", "exec")
 
 
-def test_a_downgrade_in_several_transactions_proves(
+def test_a_downgrade_that_decides_when_it_runs_proves(
         pgdata: Path, fresh_db: str, project_dir: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Schemas, an extension, a view and tables dropped in transactions of their own."""
-    monkeypatch.setattr(render, "LOCK_BUDGET", 10)
+    """Schemas, an extension, a view and tables: _drop_all on a server with room for them."""
+    monkeypatch.setattr(drops, "RUNTIME_ABOVE", 10)
     backend = copy_project(FIXTURES / "second_schema", project_dir)
     result, folder = dry_run(squash_env(pgdata, fresh_db, project_dir, backend),
                              project_dir, tmp_path)
@@ -69,8 +74,7 @@ def test_a_downgrade_in_several_transactions_proves(
     assert folder is not None
     assert report_of(folder)["proof"] == PROOF
     down = squashed_file(folder / "versions").read_text().split("def downgrade() -> None:")[1]
-    assert "autocommit_block()" in down
-    assert down.count("# -- transaction ") >= 3
+    assert "_drop_all(" in down
 
 
 def _gen_schema():  # noqa: ANN202 - the bench's generator, not a package of the tests

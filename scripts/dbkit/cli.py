@@ -165,9 +165,10 @@ def run(
         return int(code or 0)
     except DbkitError as exc:
         if args.debug:
-            if exc.trace:
-                err.write(console.mask(exc.trace.rstrip()) + "\n")
-            raise
+            if not exc.trace:
+                raise  # dbkit's own traceback is the one that helps
+            # The project's code failed in its child: that traceback, not dbkit's.
+            err.write(console.mask(exc.trace.rstrip()) + "\n")
         error_json = getattr(sys.modules[fn.__module__], "error_json", None)
         if options.get("json") and error_json is not None and not exc.reported:
             # CI reads stdout: --json gets its keys even when a setting stopped the run.

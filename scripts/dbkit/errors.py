@@ -69,6 +69,7 @@ class ProofFailed(DbkitError):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, diff: list[str] | None = None) -> None:
-        super().__init__(message, detail="\n".join(diff or []) or None)
+    def __init__(self, message: str, *, diff: list[str] | None = None,
+                 trace: str | None = None) -> None:
+        super().__init__(message, detail="\n".join(diff or []) or None, trace=trace)
         self.diff = diff or []

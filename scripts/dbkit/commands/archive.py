@@ -35,9 +35,12 @@ def archive_prune(settings: Settings, out: Console, *, archive: str = "",
         return
     by_name = {a.name: a for a in found}
     if not archive.strip():
+        back = {a.path for a in archives.undone(versions_dir, found)}
         for a in found:
             out.result(f"  {a.name}  {len(a.revisions)} revisions, ending at {a.last} "
-                       f"(squashed into {a.squashed}), archived {a.created_at}")
+                       f"(squashed into {a.squashed}), archived {a.created_at}"
+                       + ("; that squash was undone (its revisions are in the versions "
+                          "directory again): no database needs it" if a.path in back else ""))
         raise ConfigError(f"say which archive: ARCHIVE=<name> ({', '.join(by_name)})")
     doomed = by_name.get(archive.strip())
     if doomed is None:

@@ -9,6 +9,7 @@ from dbkit.errors import ConfigError
 from dbkit.pg.docker import DockerServer
 from dbkit.pg.embedded import EmbeddedServer
 from dbkit.pg.mode import get_server
+from dbkit.pg.server import Server
 from dbkit.project import archive
 from dbkit.project.chain import AlembicProject
 from dbkit.settings import Settings
@@ -94,6 +95,7 @@ def current(settings: Settings, out: Console) -> None:
     server = get_server(settings)
     project = AlembicProject(settings, server, out=out)
     server.ensure_running(out)
+    _require_database(server)
     revs = project.current(server.dev_db)
     known = {r.revision for r in project.revisions()}
     heads = set(project.heads())
@@ -103,6 +105,13 @@ def current(settings: Settings, out: Console) -> None:
         state = "head" if rev in heads else "behind head" if rev in known else _unknown(
             settings, rev)
         out.result(f"{rev} ({state})")
+
+
+def _require_database(server: Server) -> None:
+    """One line, as validate says it, instead of the driver's connection error."""
+    if not server.database_exists(server.dev_db):
+        raise ConfigError(f"{server.describe(server.dev_db)} does not exist: no revision to "
+                          "show (make db-upgrade creates it and applies the migrations)")
 
 
 def _unknown(settings: Settings, rev: str) -> str:

@@ -27,6 +27,7 @@ from dbkit.errors import DbkitError
 from dbkit.pg import scratch
 from dbkit.pg.mode import get_server
 from dbkit.pg.server import Server
+from dbkit.project import archive as archives
 from dbkit.project import versions
 from dbkit.project.chain import AlembicProject
 from dbkit.retry import no_interrupt
@@ -91,6 +92,8 @@ def migration_restore(settings: Settings, out: Console, *, backup: str = "") -> 
     out.result(f"Migrations restored from {chosen.name}; the previous ones are in {saved.path}")
     out.result("The database was not touched: make db-current shows where it stands against "
                "the restored chain (make db-upgrade or make db-reset to apply it)")
+    for line in archives.undone_advice(versions_dir):
+        out.result(line)
 
 
 def restore_full(settings: Settings, out: Console, *, backup: str = "",
@@ -167,6 +170,9 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
     if interrupted:
         out.result("(Ctrl-C came while the database and migrations were being swapped: both "
                    "were finished first)")
+    if not same:
+        for line in archives.undone_advice(versions_dir):
+            out.result(line)
 
 
 def _explain(out: Console, server: Server, chosen: Backup, *, exists: bool,

@@ -31,6 +31,7 @@ from dbkit.files import file_digest, fsync_dir
 from dbkit.pg.server import Server
 from dbkit.project.chain import AlembicProject
 from dbkit.project.version_table import read_versions
+from dbkit.project.versions import file_hashes
 from dbkit.settings import Settings
 
 INDEX = "dbkit_archive.json"
@@ -54,6 +55,24 @@ class Archive:
 def folder(versions_dir: Path) -> Path:
     """Where a project's archives live: ``versions_archived/`` beside its versions directory."""
     return versions_dir.parent / FOLDER
+
+
+def where_said(versions_dir: Path, root: Path) -> str:
+    """Where a squash archives the old files, as the plan says it: ``versions_archived/``
+    beside the versions directory, wherever that is; inside a Python package (warehouse's
+    ``warehouse/migrations/versions``) that package is named, for it then ships the archive
+    too. ``root``: the folder of alembic.ini, where the search for a package stops."""
+    place = folder(versions_dir)
+    package = None
+    for parent in place.parents:
+        if parent == root or root not in parent.parents:
+            break
+        if (parent / "__init__.py").is_file():
+            package = parent
+    if package is None:
+        return f"{place}/<timestamp>/"
+    return (f"{place}/<timestamp>/ (beside {versions_dir.name}/, inside the Python package "
+            f"{package.name}/: it ships with the package unless your packaging leaves it out)")
 
 
 def make(versions_dir: Path, source: Path, rel_files: Iterable[str], *,
@@ -116,6 +135,31 @@ def verify(archive: Archive) -> None:
             raise ConfigError(f"the archive {archive.path} is not as the squash left it: {rel} "
                               "changed (sha256 differs); refusing to run it; nothing was "
                               "changed")
+
+
+def undone(versions_dir: Path, found: list[Archive] | None = None) -> list[Archive]:
+    """The archives whose every file is back in ``versions_dir``, byte for byte: the squash
+    that made them was undone (a restore of a backup from before it). No database needs
+    them (the versions directory runs the same chain); only a later return of that squash
+    would."""
+    found = archives(versions_dir) if found is None else found
+    if not found:
+        return []
+    have = file_hashes(versions_dir)
+    return [a for a in found if a.files and all(have.get(rel) == digest
+                                                for rel, digest in a.files.items())]
+
+
+def undone_advice(versions_dir: Path) -> list[str]:
+    """What to tell the user after a restore that undid a squash: its archive stays."""
+    lines = []
+    for a in undone(versions_dir):
+        lines.append(
+            f"The archive {a.path} is of a squash this restore undid: its {len(a.revisions)} "
+            "revisions are in the versions directory again, so no database needs it. Remove "
+            f"it with make db-archive-prune ARCHIVE={a.name}, or keep it if you will put that "
+            "squash back (databases left behind would catch up through it)")
+    return lines
 
 
 # -- the catch-up -----------------------------------------------------------------------------

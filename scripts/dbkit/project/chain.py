@@ -35,6 +35,14 @@ _IDENTITY = ("SELECT (extract(epoch FROM pg_postmaster_start_time()) * 1000000):
              "current_setting('port')")
 
 
+MODELS_HOLD_NO_TABLES = ("the models env.py gives hold no tables (its target_metadata is "
+                         "empty): not compared; import your models in env.py")
+
+
+class ModelsHoldNoTables(DbkitError):
+    """env.py's target_metadata holds no tables: the models were never imported."""
+
+
 class WrongDatabase(DbkitError):
     """The project's code tried to reach another database than dbkit's target (exit 2)."""
 
@@ -322,8 +330,13 @@ class AlembicProject:
         return dict(self._run("validate", module, dbname=dbname)["data"])
 
     def model_diff(self, dbname: str) -> list[dict[str, str]] | None:
-        """What autogenerate would change to make ``dbname`` match the models (None: no models)."""
-        return self._run("diff", dbname=dbname)["data"]
+        """What autogenerate would change to make ``dbname`` match the models (None: no models).
+
+        Raises ModelsHoldNoTables when env.py's target_metadata is there but empty."""
+        data = self._run("diff", dbname=dbname)["data"]
+        if isinstance(data, dict):  # {"model_tables": 0}: nothing to compare with
+            raise ModelsHoldNoTables(MODELS_HOLD_NO_TABLES)
+        return data
 
 
 class AlembicChild:

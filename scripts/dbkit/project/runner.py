@@ -293,7 +293,23 @@ def message(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     if len(lines) > MESSAGE_LINES:
         lines = [*lines[:MESSAGE_LINES], f"... ({len(lines) - MESSAGE_LINES} more lines)"]
-    return f"{type(err).__name__}: " + "\n".join(lines) if lines else type(err).__name__
+    return f"{type(err).__name__}: " + "\n".join(lines) if lines else raised_at(err)
+
+
+def raised_at(err: BaseException) -> str:
+    """An error without a message (a bare ``assert``) named by the line that raised it:
+    ``AssertionError at alembic/runtime/migration.py:290 (autocommit_block): assert ...``."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return type(err).__name__
+    last = frames[-1]
+    parts = Path(last.filename).parts
+    # From the package folder on: site-packages/alembic/... reads as alembic/...
+    cut = max((i + 1 for i, p in enumerate(parts) if p in ("site-packages", "dist-packages")),
+              default=max(len(parts) - 3, 0))
+    where = "/".join(parts[cut:])
+    code = f": {last.line.strip()}" if last.line else ""
+    return f"{type(err).__name__} at {where}:{last.lineno} ({last.name}){code}"
 
 
 def _backup_info(
@@ -326,10 +342,23 @@ def _backup_info(
     return info
 
 
-def _model_diffs(ctx: Any) -> list[dict[str, str | None]] | None:
-    """What autogenerate would change to make the database match the models (None: none)."""
+def _model_diffs(ctx: Any) -> list[dict[str, str | None]] | dict[str, int] | None:
+    """What autogenerate would change to make the database match the models (None: no
+    target_metadata; ``{"model_tables": 0}``: one that holds no tables, ``model_table_count``)."""
     metadata = ctx.opts.get("target_metadata")
-    return None if metadata is None else model_differences(ctx, metadata)
+    if metadata is None:
+        return None
+    if not model_table_count(metadata):
+        return {"model_tables": 0}
+    return model_differences(ctx, metadata)
+
+
+def model_table_count(metadata: Any) -> int:
+    """The tables of env.py's target_metadata (one MetaData or a list). None of them: the
+    models were never imported (warehouse's env.py imports only the module that defines its
+    MetaData), and comparing would call every table of the database "removed"."""
+    metadatas = metadata if isinstance(metadata, (list, tuple)) else [metadata]
+    return sum(len(m.tables) for m in metadatas if m is not None)
 
 
 _NEEDS_DATABASE = ("validate", "upgrade", "downgrade", "stamp", "current", "diff")
@@ -705,9 +734,33 @@ def _one(
             text = f"{type(obj).__name__} ({', '.join(cols)})"
         out["app" if adding else "db"] = text
     else:
-        out["detail"] = repr(diff[1:])
-        out["app"] = repr(diff[1:])
+        out.update(_other_op(diff, default_schema))
     return out
+
+
+def _other_op(diff: tuple[Any, ...], default_schema: str | None) -> dict[str, str | None]:
+    """An operation Alembic's own comparison does not make: a plugin's, most often
+    alembic-postgresql-enum's ``create_enum`` / ``drop_enum`` (``(op, name, schema, labels)``)
+    and ``change_enum_variants`` (``(op, old labels, new labels, columns)``). Named, and put
+    on the side that has it: a ``drop_``/``remove_`` is something the database has."""
+    op = diff[0]
+    if op in ("create_enum", "drop_enum") and len(diff) == 4 and isinstance(diff[1], str):
+        side = "app" if op == "create_enum" else "db"
+        return {"kind": "type", "object": _table(diff[2] or default_schema, diff[1]),
+                side: _enum([str(v) for v in diff[3]])}
+    if op == "change_enum_variants" and len(diff) == 4:
+        columns = []
+        for ref in diff[3]:
+            table = getattr(ref, "table_name", None) or (ref[0] if isinstance(ref, tuple) else "")
+            column = getattr(ref, "column_name", None) or (ref[1] if isinstance(ref, tuple)
+                                                           else "")
+            schema = getattr(ref, "table_schema", None)
+            schema = schema if isinstance(schema, str) else default_schema
+            columns.append(f"{_table(schema, str(table))}.{column}")
+        return {"kind": "type", "object": "the enum of " + (", ".join(columns) or "no column"),
+                "db": _enum([str(v) for v in diff[1]]), "app": _enum([str(v) for v in diff[2]])}
+    text = repr(diff[1:])
+    return {"detail": text, "db" if op.startswith(("drop_", "remove_")) else "app": text}
 
 
 def _table(schema: str | None, name: str) -> str:

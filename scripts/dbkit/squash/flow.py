@@ -193,11 +193,12 @@ def _show_plan(out: Console, settings: Settings, server: Server, plan: Plan, rev
             "up again)" + (" → the whole new versions directory identical to the old chain "
                            "at head" if plan.kept else "")
             + ("" if dry_run else f" → replace {plan.versions_dir}"))
+    where = archives.where_said(plan.versions_dir, settings.alembic_config.parent)
     if dry_run:
-        out.say("  dry run: nothing in the project is touched")
+        out.say("  dry run: nothing in the project is touched"
+                + (f" (a real squash archives the old files in {where})" if archive else ""))
     elif archive:
-        out.say(f"  the old files go into the backup and "
-                f"{plan.versions_dir.parent / 'versions_archived'}/<timestamp>/")
+        out.say(f"  the old files go into the backup and {where}")
     else:
         out.say("  the old files go into the backup (ARCHIVE=0: no versions_archived copy)")
     out.say(f"  development database {server.dev_db}: {_dev_state(plan)}"

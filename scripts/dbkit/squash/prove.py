@@ -25,7 +25,7 @@ from dbkit.console import Console
 from dbkit.errors import ChainBuildFailed, DbkitError, ProofFailed
 from dbkit.pg import catalog, tools
 from dbkit.pg.server import Server
-from dbkit.project.chain import AlembicProject
+from dbkit.project.chain import MODELS_HOLD_NO_TABLES, AlembicProject, ModelsHoldNoTables
 
 _SHOWN = 40  # lines of a difference kept in the report
 
@@ -41,26 +41,24 @@ class ProofResult:
     model_diff_note: str | None = None  # set: said instead of model_diff (not computed, ...)
 
 
-MODELS_NOT_FOUND = ("the models were not found: env.py's target_metadata is empty after the "
-                    "squash — import your models in env.py")
+MODELS_NOT_FOUND = MODELS_HOLD_NO_TABLES
 
 
 def _drift(future: Future, snapshot: catalog.Snapshot, version_key: str
            ) -> tuple[list[dict[str, Any]] | None, str | None]:
     """The models compared with B, or why not: drift never undoes a proof.
 
-    Models imported only by the old revision files are gone once those are: then every
-    table of B is "removed", which says that the models were not found, not which tables.
+    env.py's target_metadata may hold no tables (models imported only by the old revision
+    files, or never: warehouse's env.py imports only the module that defines its MetaData);
+    then the comparison would call every table of B "removed", so the report says that once.
     """
     try:
         drift = future.result()
+    except ModelsHoldNoTables as err:
+        return None, err.message
     except Exception as err:  # noqa: BLE001 - any error of the project's models: one line
         reason = err.message if isinstance(err, DbkitError) else f"{type(err).__name__}: {err}"
         return None, f"not computed: {' '.join(reason.split())}"
-    tables = set(snapshot["tables"]) - {version_key}
-    if drift and tables and all(d.get("op") == "remove_table" for d in drift) \
-            and {d.get("object") for d in drift} == tables:
-        return None, MODELS_NOT_FOUND
     return drift, None
 
 
@@ -267,7 +265,10 @@ def _checked(fn: Callable[..., Any], *args: str, what: str) -> Any:
     try:
         return fn(*args)
     except ChainBuildFailed as err:
-        raise ProofFailed(f"proof failed: {what}: {err.message}", diff=[err.message]) from None
+        failed = ProofFailed(f"proof failed: {what}: {err.message}", diff=[err.message],
+                             trace=err.trace)
+        failed.detail = None  # the line says it all; the failure report holds the traceback
+        raise failed from None
 
 
 def _fail_if(problems: list[str], what: str) -> None:

@@ -2,9 +2,8 @@
 
 DDL is ``op.execute`` with the SQL the catalog printed (exact by construction: the same
 text pg_dump would write), seed rows are ``op.bulk_insert`` with Python literals that
-round-trip exactly, and ``downgrade()`` drops everything in reverse order: in one
-transaction, or in several when one would need more locks than a server with PostgreSQL's
-default lock table can spare (``LOCK_BUDGET``).
+round-trip exactly, and ``downgrade()`` drops everything in reverse order (``drops``: in the
+migration's own transaction, split only where the server's lock table and Alembic allow).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from dbkit import __version__
-from dbkit.squash import datafile
+from dbkit.squash import datafile, drops
 from dbkit.squash.ddl import Capture
 from dbkit.squash.depend import Node
 from dbkit.squash.kinds import KIND
@@ -31,16 +30,6 @@ _SA_TYPES = {
     "bigint": "sa.BigInteger()", "double precision": "sa.Float()", "real": "sa.Float()",
     "text": "sa.Text()", "jsonb": "postgresql.JSONB(none_as_null=True)",
 }
-
-
-# Dropping an object locks it and everything the drop deletes with it (a table: its indexes,
-# TOAST table, row and array types, column defaults, constraints, the triggers of its foreign
-# keys; about 18 locks for a table of 5 columns, an index and a foreign key). Every lock is
-# held to the end of the transaction, and the server's lock table is shared by all sessions:
-# max_locks_per_transaction (default 64) x max_connections (default 100) = 6,400. At 1,000
-# such tables one transaction would need about 18,000 ("out of shared memory"). Past this
-# many (estimated, see ``lock_weight``), downgrade() drops in transactions of at most this many.
-LOCK_BUDGET = 2000
 
 
 @dataclass(frozen=True)
@@ -154,56 +143,6 @@ def _seed(seed: SeedRows, indent: str) -> list[str]:
     return lines
 
 
-def lock_weight(node: Node, snap: dict[str, Any]) -> int:
-    """About how many locks dropping ``node`` takes (an estimate on the high side)."""
-    if node.kind == "table":
-        table = snap["tables"][node.key]
-        foreign = sum(1 for c in table["constraints"].values() if c["type"] == "foreign key")
-        return (5 + len(table["columns"]) + len(table["indexes"]) + len(table["constraints"])
-                + 3 * foreign + len(table["triggers"]) + len(table["policies"]))
-    if node.kind in ("view", "materialized view"):
-        group = "views" if node.kind == "view" else "materialized_views"
-        view = snap[group].get(node.key, {})
-        return 5 + len(view.get("indexes", {})) + len(view.get("triggers", {}))
-    if node.kind == "extension":
-        return 200  # every object of the extension goes with it
-    return 2
-
-
-def _downgrade(cap: Capture) -> list[str]:
-    """downgrade()'s body: the drops in reverse order of creation, in one transaction while
-    their locks fit in ``LOCK_BUDGET``, else in several (each drop statement whole)."""
-    drops = [n for n in reversed(cap.nodes) if n.drop]
-    if not drops:
-        return [f"{_INDENT}pass"]
-    batches: list[list[str]] = [[]]
-    total = used = 0
-    for node in drops:
-        weight = lock_weight(node, cap.snapshot)
-        total += weight
-        if batches[-1] and used + weight > LOCK_BUDGET:
-            batches.append([])
-            used = 0
-        batches[-1].append(node.drop or "")
-        used += weight
-    if len(batches) == 1:
-        return [_execute(d, _INDENT) for d in batches[0]]
-    inner = _INDENT * 2
-    lines = [
-        f"{_INDENT}# Dropping everything in one transaction would hold about {total:,} locks:",
-        f"{_INDENT}# more than a server with PostgreSQL's default lock table can spare",
-        f"{_INDENT}# (max_locks_per_transaction = 64: out of shared memory). The drops run in",
-        f"{_INDENT}# {len(batches)} transactions of their own instead, outside Alembic's; each",
-        f"{_INDENT}# is whole, and a failure leaves the earlier ones done.",
-        f"{_INDENT}with op.get_context().autocommit_block():",
-    ]
-    for i, batch in enumerate(batches, 1):
-        lines.append(f"{inner}# -- transaction {i} of {len(batches)}: {len(batch)} drops")
-        # One query of several statements: PostgreSQL runs it as one transaction.
-        lines.append(_execute(";\n".join(batch), inner))
-    return lines
-
-
 def _uses(nodes: list[Node]) -> tuple[bool, bool, bool]:
     """Whether the file needs Decimal, postgresql types and check_function_bodies off."""
     decimal = postgresql = functions = False
@@ -259,11 +198,14 @@ def render_revision(
             body.extend(_seed(node.seed, _INDENT))
     if not cap.nodes:
         body.append(f"{_INDENT}pass")
-    down = _downgrade(cap)
+    down, drop_all = drops.downgrade_body(cap, _execute,
+                                          lambda stmt, indent: py_string(escape_binds(stmt),
+                                                                         indent))
 
     data_files = any(n.seed is not None and n.seed.data is not None for n in cap.nodes)
     stdlib = (datafile.IMPORTS if data_files else []) + (
-        ["from decimal import Decimal"] if decimal else [])
+        ["from decimal import Decimal"] if decimal else []) + (
+        drops.IMPORTS if drop_all else [])
     imports = sorted(stdlib, key=lambda line: line.split()[1]) + ([""] if stdlib else [])
     imports += ["import sqlalchemy as sa", "from alembic import op"]
     if postgresql:
@@ -301,4 +243,6 @@ def render_revision(
     tail = ["", "", "def downgrade() -> None:", *down]
     if data_files:
         tail += datafile.helper(revision)
+    if drop_all:
+        tail += drops.helper()
     return "\n".join(head + body + tail) + "\n"

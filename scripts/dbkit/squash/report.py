@@ -83,7 +83,7 @@ def failure_report(folder: Path | None, err: ProofFailed, out: Console) -> None:
     path = folder / "squash_report.md"
     text = "\n".join(["# Squash report: proof FAILED", "", err.message, "",
                       "Nothing in the project was changed. What differed:", "", "```",
-                      *err.diff, "```"])
+                      *err.diff, "```", *_traceback_section(err)])
     try:
         backup = manifest.read_manifest(folder) if (folder / manifest.MANIFEST).exists() \
             else None
@@ -93,7 +93,19 @@ def failure_report(folder: Path | None, err: ProofFailed, out: Console) -> None:
     if backup is not None:  # listed, or the backup would be refused as damaged
         backup["files"][path.name] = file_digest(path)
         manifest.write_manifest(folder, backup)
-    out.result(f"What differed, in full: {path}")
+    if err.trace:
+        # The one line says what failed; where the rest is belongs on it too.
+        err.message = f"{err.message} (the whole traceback: {path})"
+    else:
+        out.result(f"What differed, in full: {path}")
+
+
+def _traceback_section(err: ProofFailed) -> list[str]:
+    """The project's own traceback (the child's), when an operation of it failed."""
+    if not err.trace:
+        return []
+    return ["", "The traceback in the project's Python (the Alembic child):", "", "```",
+            err.trace.rstrip(), "```"]
 
 
 def _report_lines(data: dict[str, Any], *, dry_run: bool) -> list[str]:

@@ -109,22 +109,25 @@ def _checks(
     facts = AlembicProject(settings, server, out=progress).validation_facts(dbname, module)
     if "failure" in facts:
         raise _not_loadable(facts["failure"], settings, module, dbname)
+    why_not = ("the project's env.py sets no target_metadata" if "models" in chosen
+               else "CHECKS leaves them out")
     if "models" not in chosen:
         facts["diff"] = None
+    elif (empty := _models_hold_no_tables(facts)) is not None:
+        why_not, facts["diff"] = empty, None
 
     notes: list[str] = report["notes"]
     registry = _registry(facts["registry"], module, settings, notes) \
         if "registry" in chosen else None
     if facts["diff"] is None:
         if registry is None and "chain" not in chosen:
-            models = ("the project's env.py sets no target_metadata" if "models" in chosen
-                      else f"CHECKS={','.join(chosen)} leaves the models out")
+            models = why_not if "models" in chosen \
+                else f"CHECKS={','.join(chosen)} leaves the models out"
             raise ConfigError(
                 f"nothing to validate against: {models} and the app has no objects registry "
                 "(APP_OBJECTS); only the revision could be checked"
             )
-        notes.insert(0, "models (the project's env.py sets no target_metadata)"
-                     if "models" in chosen else "models (CHECKS leaves them out)")
+        notes.insert(0, f"models ({why_not})")
     if "registry" not in chosen:
         notes.append(f"{_NO_REGISTRY} (CHECKS leaves the registry out)")
     report["registry"] = registry.module if registry else None
@@ -152,6 +155,20 @@ def _checks(
         _print(out, dbname, revision, differences, chain, notes,
                checked=_checked(facts, registry, chain))
     return 1 if found else 0
+
+
+def _models_hold_no_tables(facts: dict[str, Any]) -> str | None:
+    """Why the models are not compared when env.py's target_metadata holds no tables while
+    the database has some (None: they are). Alembic would call every table "removed" (and
+    a plugin such as alembic-postgresql-enum every enum dropped): that says the models were
+    never imported, once, not which tables."""
+    if facts["diff"] is None or facts["model_tables"]:
+        return None
+    tables = sum(1 for d in facts["diff"] if d.get("op") == "remove_table")
+    if not tables:
+        return None
+    return (f"the models env.py gives hold no tables, and the database has {tables}: "
+            "env.py's target_metadata is empty; import your models in env.py")
 
 
 def _from_chain(
@@ -306,14 +323,7 @@ def _from_models(records: list[dict[str, Any]], registry: Registry | None) -> li
         op, kind, obj = rec["op"], rec["kind"], rec["object"]
         if op == "remove_table" and obj in keep:
             continue  # declared by the app, just not as a model
-        if op.startswith("modify_") or op.endswith("_comment"):
-            problem = CHANGED
-        elif op.startswith("add_"):
-            problem = MISSING
-        elif op.startswith("remove_"):
-            problem = EXTRA
-        else:
-            problem = op
+        problem = _problem(op)
         pending.setdefault((kind, obj), []).append(
             Difference(kind, obj, problem, rec.get("db"), rec.get("app"))
         )
@@ -326,8 +336,21 @@ def _from_models(records: list[dict[str, Any]], registry: Registry | None) -> li
             app = next(d.app for d in diffs if d.problem == MISSING)
             found.append(Difference(kind, obj, CHANGED, db, app))
         else:
-            found.extend(diffs)
+            # dbkit's own enum check and a plugin's (alembic-postgresql-enum) may both say it.
+            found.extend({(d.problem, d.database, d.app): d for d in diffs}.values())
     return found
+
+
+def _problem(op: str) -> str:
+    """Alembic's operation (or a plugin's: ``create_enum``, ``drop_enum``,
+    ``change_enum_variants``) as what the database lacks, has extra, or has otherwise."""
+    if op.startswith(("modify_", "change_")) or op.endswith("_comment"):
+        return CHANGED
+    if op.startswith(("add_", "create_")):
+        return MISSING
+    if op.startswith(("remove_", "drop_")):
+        return EXTRA
+    return op
 
 
 # -- output ---------------------------------------------------------------------------------------
