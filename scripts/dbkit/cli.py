@@ -19,6 +19,7 @@ from dbkit import __version__
 from dbkit.commands import (
     archive,
     backup,
+    check,
     demo,
     everyday,
     makefile,
@@ -39,7 +40,7 @@ Verb = Callable[..., "int | None"]
 # The verbs that read the versions directory: each first repairs a swap a killed run left.
 READS_VERSIONS = {"upgrade", "current", "history", "reset", "demo", "migration-backup",
                   "backup-full", "migration-restore", "restore-full", "validate", "squash",
-                  "archive-prune"}
+                  "archive-prune", "check"}
 
 VERBS: dict[str, Verb] = {
     "up": everyday.up,
@@ -61,6 +62,7 @@ VERBS: dict[str, Verb] = {
     "validate": validate.validate,
     "squash": squash.squash,
     "archive-prune": archive.archive_prune,
+    "check": check.check,
     "make-include": makefile.make_include,
 }
 # Verbs that need no project and read no setting nor environment variable: make-include runs

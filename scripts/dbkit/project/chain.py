@@ -235,10 +235,11 @@ class AlembicProject:
             lacking = extensions.missing_extension(result["error"])
             if lacking is not None and self.server is not None:
                 error = extensions.explain(self.server, lacking)  # no migration can fix that
-            raise ChainBuildFailed(
-                f"{what} failed{where}: {error}",
-                trace=mask(result.get("traceback", ""), secrets),
-            )
+            failed = ChainBuildFailed(f"{what} failed{where}: {error}",
+                                      trace=mask(result.get("traceback", ""), secrets))
+            failed.revision = result.get("revision")  # the revision whose file raised
+            failed.error = error
+            raise failed
         return result
 
     def _watched(self, spec: dict[str, Any], dbname: str | None,
