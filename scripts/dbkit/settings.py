@@ -33,7 +33,7 @@ DEFAULTS: dict[str, str] = {
     "COMPOSE_FILE": "docker-compose.services.yml",
     "POSTGRES_USER": "kidney_user",
     "POSTGRES_PASSWORD": "",
-    "POSTGRES_DB": "kidney_genetics",
+    "POSTGRES_DB": "",
     "POSTGRES_PORT": "5432",
     "DB_UP_TIMEOUT": "60",
     "LOCK_WAIT_TIMEOUT": "60",
@@ -269,7 +269,7 @@ def load_settings(
         compose_file=path("COMPOSE_FILE"),
         postgres_user=get("POSTGRES_USER"),
         postgres_password=get("POSTGRES_PASSWORD"),
-        postgres_db=get("POSTGRES_DB"),
+        postgres_db=get("POSTGRES_DB") or database_name(project_dir),
         postgres_port=int(_number("POSTGRES_PORT", get("POSTGRES_PORT"), low=1, high=65535)),
         db_up_timeout=_number("DB_UP_TIMEOUT", get("DB_UP_TIMEOUT"), low=1, high=3600, kind=float),
         lock_wait_timeout=_number("LOCK_WAIT_TIMEOUT", get("LOCK_WAIT_TIMEOUT"), low=0,
@@ -298,6 +298,13 @@ def load_settings(
         state_dir=state_dir,
         sources=src,
     )
+
+
+def database_name(project_dir: Path) -> str:
+    """The development database's default name: the project's folder name, as an
+    identifier (``my-app`` -> ``my_app``), so two projects on one server do not meet."""
+    name = "".join(c if c.isalnum() else "_" for c in project_dir.name.lower()).strip("_")
+    return (name if name[:1].isalpha() else f"db_{name}")[:63] if name else "app"
 
 
 # The settings whose default is a folder inside dbkit's state folder (STATE_DIR).
