@@ -109,7 +109,7 @@ class Settings:
                 f"no Alembic config at {self.alembic_config} ({self.alembic_how or 'default'}; "
                 "no [tool.alembic] in pyproject.toml either): run dbkit from the folder of "
                 "your alembic.ini, or give -c path/to/alembic.ini (ALEMBIC_CONFIG), or set "
-                "backend-dir in [tool.dbkit]"
+                "BACKEND_DIR (backend-dir in [tool.dbkit])"
             )
         return self.alembic_config
 
