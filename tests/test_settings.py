@@ -10,21 +10,35 @@ from dbkit.errors import ConfigError
 from dbkit.settings import load_settings
 
 NO_FILE = Path("/nonexistent/.env")
+REPO = Path(__file__).resolve().parent.parent
 
 
-def test_defaults_describe_the_kidney_genetics_project(tmp_path: Path) -> None:
-    s = load_settings(tmp_path, {}, env_file=NO_FILE)
+def test_this_repository_describes_the_kidney_genetics_project() -> None:
+    # This repository's [tool.dbkit]: the sample backend, .pgdata and backups at its root.
+    s = load_settings(REPO, {}, env_file=NO_FILE)
     assert s.db_mode == "auto"
-    assert s.backend_dir == tmp_path / "backend"
-    assert s.alembic_config == tmp_path / "backend" / "alembic.ini"
-    assert s.backup_dir == tmp_path / "backups"
+    assert s.backend_dir == REPO / "backend"
+    assert s.alembic_config == REPO / "backend" / "alembic.ini"
+    assert s.backup_dir == REPO / "backups"
+    assert s.pgdata_dir == REPO / ".pgdata"
     assert s.postgres_container == "kidney_genetics_postgres"
     assert s.allow_destructive is False
 
 
+def test_a_project_without_settings_is_the_folder_dbkit_stands_in(tmp_path: Path) -> None:
+    (tmp_path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    s = load_settings(tmp_path, {})
+    assert s.backend_dir == tmp_path and s.alembic_config == tmp_path / "alembic.ini"
+    assert s.alembic_how == "the current folder"
+    # dbkit's own state: one folder of the project, not scattered about it.
+    assert s.state_dir == tmp_path / ".dbkit"
+    assert s.pgdata_dir == tmp_path / ".dbkit" / "pgdata"
+    assert s.backup_dir == tmp_path / ".dbkit" / "backups"
+
+
 def test_environment_overrides_dotenv_file(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("BACKEND_DIR=from_file\nPOSTGRES_DB=filedb\n")
-    s = load_settings(tmp_path, {"POSTGRES_DB": "envdb"})
+    (tmp_path / "dbkit.env").write_text("BACKEND_DIR=from_file\nPOSTGRES_DB=filedb\n")
+    s = load_settings(tmp_path, {"POSTGRES_DB": "envdb"}, env_file=tmp_path / "dbkit.env")
     assert s.backend_dir == tmp_path / "from_file"
     assert s.postgres_db == "envdb"
 
@@ -78,6 +92,7 @@ def test_url_drivers_are_normalised_to_psycopg2(tmp_path: Path) -> None:
 
 
 def test_a_dotenv_line_that_does_not_parse_is_named(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.dbkit]\nenv-file = ".env"\n')
     (tmp_path / ".env").write_text("BACKEND_DIR=backend\nthis is not a setting\n")
     with pytest.raises(ConfigError, match=r"\.env line 2 does not parse"):
         load_settings(tmp_path, {})

@@ -19,8 +19,10 @@ from dbkit import __version__
 from dbkit.commands import (
     archive,
     backup,
+    check,
     demo,
     everyday,
+    makefile,
     reset,
     restore,
     squash,
@@ -38,7 +40,7 @@ Verb = Callable[..., "int | None"]
 # The verbs that read the versions directory: each first repairs a swap a killed run left.
 READS_VERSIONS = {"upgrade", "current", "history", "reset", "demo", "migration-backup",
                   "backup-full", "migration-restore", "restore-full", "validate", "squash",
-                  "archive-prune"}
+                  "archive-prune", "check"}
 
 VERBS: dict[str, Verb] = {
     "up": everyday.up,
@@ -60,7 +62,12 @@ VERBS: dict[str, Verb] = {
     "validate": validate.validate,
     "squash": squash.squash,
     "archive-prune": archive.archive_prune,
+    "check": check.check,
+    "make-include": makefile.make_include,
 }
+# Verbs that need no project and read no setting nor environment variable: make-include runs
+# inside every `make` of a project that includes dbkit's targets, whatever its variables.
+NO_SETTINGS = {"make-include"}
 
 
 def _help(fn: Verb) -> str:
@@ -83,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dbkit {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only results, no progress")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-c", "--config", metavar="FILE",
+                        help="the project's alembic.ini (or pyproject.toml with [tool.alembic]); "
+                             "default: ALEMBIC_CONFIG, else the one in the current folder")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, fn in VERBS.items():
         p = sub.add_parser(name, help=_help(fn), description=inspect.getdoc(fn))
@@ -154,8 +164,11 @@ def run(
                       colour=None if "NO_COLOR" not in environ else False)
     options: dict = {}
     try:
+        if args.verb in NO_SETTINGS:
+            return int(fn(None, console, **verb_options(fn, args, {})) or 0)
         options = verb_options(fn, args, environ)
-        settings = load_settings(environ=environ)
+        settings = load_settings(environ=environ, overrides={"ALEMBIC_CONFIG": args.config}
+                                 if args.config else None)
         console.secrets = active_secrets(settings)
         if args.verb in READS_VERSIONS:
             # On stderr: stdout may be JSON (validate --json).

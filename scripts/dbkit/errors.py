@@ -49,6 +49,9 @@ class Refused(DbkitError):
 class ChainBuildFailed(DbkitError):
     """Alembic could not run the project's migrations."""
 
+    revision: str | None = None  # the revision whose file raised, when the child knew
+    error: str = ""  # the project's own error, without "alembic X failed in revision Y"
+
 
 class AppNotLoadable(DbkitError):
     """The project's env.py, models or objects registry fail to import or run."""

@@ -63,7 +63,9 @@ def confirm(console: Console, *, word: str, given: str | None, what: str) -> Non
 @contextmanager
 def project_lock(settings: Settings, verb: str) -> Iterator[None]:
     """One destructive dbkit run per project directory; a second one refuses at once."""
-    path = settings.project_dir / ".dbkit.lock"
+    # In dbkit's state folder (.dbkit/lock), made with its .gitignore on first use.
+    path = (settings.state_dir or settings.project_dir) / "lock"
+    settings.prepare(path)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

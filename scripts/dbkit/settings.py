@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dotenv import dotenv_values
-from dotenv.parser import parse_stream
-
+from dbkit import discover
 from dbkit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -26,15 +24,16 @@ _FALSE = {"0", "false", "no", "off", ""}
 DEFAULTS: dict[str, str] = {
     "DB_MODE": "auto",
     "DATABASE_URL": "",
-    "BACKEND_DIR": "backend",
+    "BACKEND_DIR": "",
     "ALEMBIC_CONFIG": "",
-    "BACKUP_DIR": "backups",
-    "PGDATA_DIR": ".pgdata",
+    "STATE_DIR": ".dbkit",
+    "BACKUP_DIR": "",
+    "PGDATA_DIR": "",
     "POSTGRES_CONTAINER": "kidney_genetics_postgres",
     "COMPOSE_FILE": "docker-compose.services.yml",
     "POSTGRES_USER": "kidney_user",
     "POSTGRES_PASSWORD": "",
-    "POSTGRES_DB": "kidney_genetics",
+    "POSTGRES_DB": "",
     "POSTGRES_PORT": "5432",
     "DB_UP_TIMEOUT": "60",
     "LOCK_WAIT_TIMEOUT": "60",
@@ -90,17 +89,34 @@ class Settings:
     backend_python_source: str  # how it was chosen, said with it ("the project's .venv")
     url_env: tuple[str, ...] = ()
     target_pg: int | None = None  # TARGET_PG: the oldest major a squashed revision is for
+    # Where dbkit stands (discover.py): [tool.alembic]'s pyproject.toml, how the Alembic
+    # project was found, dbkit's state folder, and where each setting's value came from.
+    alembic_toml: Path | None = None
+    alembic_how: str = ""
+    state_dir: Path | None = None
+    sources: discover.Sources | None = field(default=None, repr=False, compare=False)
+
+    def origin(self, name: str) -> str:
+        """Where a setting's value came from, said with it ("the app's .env (/x/.env)")."""
+        return self.sources.origin(name) if self.sources is not None else "the environment"
 
     def require_alembic(self) -> Path:
         """The Alembic ini file, or a one-line error saying what is missing."""
         if not self.backend_dir.is_dir():
             raise ConfigError(f"BACKEND_DIR {self.backend_dir} is not a directory")
-        if not self.alembic_config.is_file():
+        if not self.alembic_config.is_file() and self.alembic_toml is None:
             raise ConfigError(
-                f"no Alembic config at {self.alembic_config} "
-                "(set BACKEND_DIR to your Alembic project, or ALEMBIC_CONFIG to its alembic.ini)"
+                f"no Alembic config at {self.alembic_config} ({self.alembic_how or 'default'}; "
+                "no [tool.alembic] in pyproject.toml either): run dbkit from the folder of "
+                "your alembic.ini, or give -c path/to/alembic.ini (ALEMBIC_CONFIG), or set "
+                "BACKEND_DIR (backend-dir in [tool.dbkit])"
             )
         return self.alembic_config
+
+    def prepare(self, path: Path) -> None:
+        """Before writing ``path``: dbkit's state folder, with its .gitignore, if it is in it."""
+        if self.state_dir is not None:
+            discover.state_folder(path, self.state_dir)
 
     def require_python(self) -> Path:
         """The project's interpreter, or a one-line error saying what is wrong with it."""
@@ -195,50 +211,40 @@ def parse_database_url(raw: str) -> URL:
     return url.set(drivername="postgresql+psycopg2")
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
-    """``.env`` values; a line that does not parse is an error, not a warning to scroll past."""
-    if not path.is_file():
-        return {}
-    with path.open(encoding="utf-8") as fh:
-        for binding in parse_stream(fh):
-            if binding.error:
-                raise ConfigError(f"{path} line {binding.original.line} does not parse "
-                                  "(expected NAME=value)")
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
-
-
 def load_settings(
     project_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
     *,
     env_file: Path | None = None,
+    overrides: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Build the settings: process environment first, then ``.env``, then the defaults."""
-    project_dir = (project_dir or Path.cwd()).resolve()
+    """Build the settings for a run standing in ``project_dir`` (default: the current
+    folder): ``overrides`` (``-c``), the environment, dbkit's settings file, ``[tool.dbkit]``,
+    the app's ``.env`` (its database only), the defaults; see discover.py."""
+    start = (project_dir or Path.cwd()).resolve()
     environ = os.environ if environ is None else environ
-    env_file = env_file or project_dir / ".env"
-    file_values = _read_env_file(env_file)
-
-    def get(name: str) -> str:
-        if name in environ:
-            return environ[name]
-        return file_values.get(name, DEFAULTS[name])
+    src = discover.sources(start, environ, DEFAULTS, env_file=env_file, overrides=overrides)
+    project_dir = src.project_dir
+    get = src.get
 
     def path(name: str) -> Path:
         value = Path(get(name)).expanduser()
-        return value if value.is_absolute() else project_dir / value
+        return value if value.is_absolute() else src.base(name) / value
 
     mode = get("DB_MODE").strip().lower() or "auto"
     if mode not in MODES:
         raise ConfigError(f"DB_MODE={get('DB_MODE')!r} is not one of {', '.join(MODES)}")
     raw_url = get("DATABASE_URL").strip()
-    url = parse_database_url(raw_url) if raw_url else None
+    try:
+        url = parse_database_url(raw_url) if raw_url else None
+    except ConfigError as err:
+        raise ConfigError(f"{err.message} (DATABASE_URL from {src.origin('DATABASE_URL')})"
+                          ) from None
     if mode == "url" and url is None:
         raise ConfigError("DB_MODE=url needs DATABASE_URL")
-    backend_dir = path("BACKEND_DIR")
-    alembic_config = (
-        path("ALEMBIC_CONFIG") if get("ALEMBIC_CONFIG") else backend_dir / "alembic.ini"
-    )
+    place = discover.locate_alembic(src, path)
+    backend_dir, alembic_config = place.folder, place.ini
+    state_dir, state_paths = _state_paths(get, path)
     if get("BACKEND_PYTHON").strip():
         raw_python = get("BACKEND_PYTHON").strip()
         # A bare name (python3.12) is looked up on PATH, as a shell would; a path is a path.
@@ -257,13 +263,13 @@ def load_settings(
         database_url=url,
         backend_dir=backend_dir,
         alembic_config=alembic_config,
-        backup_dir=path("BACKUP_DIR"),
-        pgdata_dir=path("PGDATA_DIR"),
+        backup_dir=state_paths["BACKUP_DIR"],
+        pgdata_dir=state_paths["PGDATA_DIR"],
         postgres_container=get("POSTGRES_CONTAINER"),
         compose_file=path("COMPOSE_FILE"),
         postgres_user=get("POSTGRES_USER"),
         postgres_password=get("POSTGRES_PASSWORD"),
-        postgres_db=get("POSTGRES_DB"),
+        postgres_db=get("POSTGRES_DB") or database_name(project_dir),
         postgres_port=int(_number("POSTGRES_PORT", get("POSTGRES_PORT"), low=1, high=65535)),
         db_up_timeout=_number("DB_UP_TIMEOUT", get("DB_UP_TIMEOUT"), low=1, high=3600, kind=float),
         lock_wait_timeout=_number("LOCK_WAIT_TIMEOUT", get("LOCK_WAIT_TIMEOUT"), low=0,
@@ -287,7 +293,32 @@ def load_settings(
         url_env=_url_env(get("URL_ENV")),
         target_pg=int(_number("TARGET_PG", get("TARGET_PG"), low=14, high=99))
         if get("TARGET_PG").strip() else None,
+        alembic_toml=place.toml,
+        alembic_how=place.how,
+        state_dir=state_dir,
+        sources=src,
     )
+
+
+def database_name(project_dir: Path) -> str:
+    """The development database's default name: the project's folder name, as an
+    identifier (``my-app`` -> ``my_app``), so two projects on one server do not meet."""
+    name = "".join(c if c.isalnum() else "_" for c in project_dir.name.lower()).strip("_")
+    return (name if name[:1].isalpha() else f"db_{name}")[:63] if name else "app"
+
+
+# The settings whose default is a folder inside dbkit's state folder (STATE_DIR).
+STATE_DEFAULTS = {"BACKUP_DIR": "backups", "PGDATA_DIR": "pgdata"}
+
+
+def _state_paths(get: Callable[[str], str], path: Callable[..., Path]
+                 ) -> tuple[Path, dict[str, Path]]:
+    """dbkit's state folder and the folders that default to living in it: one git-ignored
+    folder of the project (``.dbkit/``) holds the embedded server, the backups and the lock,
+    unless a setting puts one elsewhere."""
+    state_dir = path("STATE_DIR")
+    return state_dir, {name: (path(name) if get(name).strip() else state_dir / sub)
+                       for name, sub in STATE_DEFAULTS.items()}
 
 
 def _checks(raw: str) -> tuple[str, ...]:

@@ -117,10 +117,12 @@ class Draft:
 
 
 @contextmanager
-def draft(backup_dir: Path) -> Iterator[Draft]:
+def draft(backup_dir: Path, settings: Settings | None = None) -> Iterator[Draft]:
     """A Draft that is removed if anything goes wrong; disk errors become one line."""
     try:
         if not backup_dir.exists():
+            if settings is not None:
+                settings.prepare(backup_dir)
             backup_dir.mkdir(parents=True, mode=0o700)
         sweep_unfinished(backup_dir)
         current = Draft(backup_dir)
@@ -234,7 +236,7 @@ def take_migrations_backup(
     ``project.backup_info()`` already returned (saves an Alembic child); ``extra``: more
     manifest fields."""
     project = project or AlembicProject(settings, None, out=out)
-    with draft(settings.backup_dir) as d:
+    with draft(settings.backup_dir, settings) as d:
         info = (read_project(project, out) if info is None
                 else checked_info(project, out, dict(info)))
         with out.step("Backing up the migrations"):
@@ -258,7 +260,7 @@ def take_full_backup(
                           "use FORMAT=custom (the default)")
     dbname = dbname or server.dev_db
     project = project or AlembicProject(settings, server, out=out)
-    with draft(settings.backup_dir) as d, ThreadPoolExecutor(max_workers=1) as pool:
+    with draft(settings.backup_dir, settings) as d, ThreadPoolExecutor(max_workers=1) as pool:
         # An Alembic child process takes a moment: it reads the chain while pg_dump works.
         reading = pool.submit(project.backup_info, dbname)
         with out.step(f"Dumping {dbname} ({fmt} format) and checking its schema loads"):

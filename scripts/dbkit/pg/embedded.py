@@ -121,6 +121,7 @@ class EmbeddedServer(_LocalToolsServer):
                 raise ConfigError(f"PGDATA_DIR {path} contains one of {_SHELL_SPECIAL}")
         if self.pgdata.exists() and not self.pgdata.is_dir():
             raise ConfigError(f"PGDATA_DIR {self.pgdata} exists and is not a directory")
+        self.settings.prepare(self.pgdata)
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         created = not self.pgdata.exists()
         if created:

@@ -104,6 +104,8 @@ def target_spec(settings: Settings, server: Server | None, dbname: str | None,
     """
     spec: dict[str, Any] = {"config": str(settings.require_alembic()),
                             "url_env": list(settings.url_env)}
+    if settings.alembic_toml is not None:  # [tool.alembic], read by Alembic 1.16+
+        spec["toml"] = str(settings.alembic_toml)
     if server is None:
         return spec
     reach = dbname is not None
@@ -162,16 +164,29 @@ def _child_env(spec: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def _greeted(settings: Settings, hello: dict[str, Any], out: Console | None) -> None:
-    """The child's first line: say which interpreter runs the project, or why it cannot."""
+def _greeted(settings: Settings, hello: dict[str, Any], out: Console | None,
+             server: Server | None = None) -> None:
+    """The child's first line: say which interpreter runs the project, or why it cannot,
+    and which database dbkit took from where."""
     python = settings.backend_python
     if "error" in hello:
         raise ConfigError(f"BACKEND_PYTHON {python} ({settings.backend_python_source}) cannot "
                           f"run the project: {hello['error']}")
     if out is not None:
+        where = f"; database: {database_source(settings, server)}" if server else ""
         out.once(f"Project: {settings.alembic_config.parent} (python: {python}, "
                  f"{settings.backend_python_source}; SQLAlchemy {hello['sqlalchemy']}, "
-                 f"Alembic {hello['alembic']})")
+                 f"Alembic {hello['alembic']}{where})")
+
+
+def database_source(settings: Settings, server: Server) -> str:
+    """Which database dbkit works on and where that came from: an app's DATABASE_URL must
+    never be taken silently for dbkit's own."""
+    if server.mode == "url":
+        return f"DATABASE_URL from {settings.origin('DATABASE_URL')}"
+    if server.mode == "embedded":
+        return f"dbkit's embedded server, data in {settings.pgdata_dir}"
+    return f"the compose container {settings.postgres_container}"
 
 
 def _split(stdout: str) -> tuple[dict[str, Any] | None, str]:
@@ -228,10 +243,11 @@ class AlembicProject:
             lacking = extensions.missing_extension(result["error"])
             if lacking is not None and self.server is not None:
                 error = extensions.explain(self.server, lacking)  # no migration can fix that
-            raise ChainBuildFailed(
-                f"{what} failed{where}: {error}",
-                trace=mask(result.get("traceback", ""), secrets),
-            )
+            failed = ChainBuildFailed(f"{what} failed{where}: {error}",
+                                      trace=mask(result.get("traceback", ""), secrets))
+            failed.revision = result.get("revision")  # the revision whose file raised
+            failed.error = error
+            raise failed
         return result
 
     def _watched(self, spec: dict[str, Any], dbname: str | None,
@@ -266,7 +282,7 @@ class AlembicProject:
                               capture_output=True, text=True, env=_child_env(target))
         hello, answer = _split(proc.stdout)
         if hello is not None:
-            _greeted(self.settings, hello, self.out)
+            _greeted(self.settings, hello, self.out, self.server)
         return answer, proc.stderr, proc.returncode
 
     # -- the chain, no database needed -------------------------------------------------------
@@ -354,7 +370,7 @@ class AlembicChild:
 
     def __init__(self, settings: Settings, server: Server | None, dbname: str | None, *,
                  out: Console | None = None, identity: tuple[str, str] | None = None) -> None:
-        self.settings, self.dbname, self.out = settings, dbname, out
+        self.settings, self.dbname, self.out, self.server = settings, dbname, out, server
         env = _child_env(target_spec(settings, server, dbname, identity))
         # stderr (the project's log) goes to an unnamed file: a pipe nobody reads could fill.
         self._log: IO[bytes] = tempfile.TemporaryFile()
@@ -376,7 +392,7 @@ class AlembicChild:
                     hello, _ = _split(self._proc.stdout.readline())
                     self._greeted = True
                     if hello is not None:
-                        _greeted(self.settings, hello, self.out)
+                        _greeted(self.settings, hello, self.out, self.server)
                 self._proc.stdin.write(json.dumps(spec) + "\n")
                 self._proc.stdin.flush()
                 answer = self._proc.stdout.readline()

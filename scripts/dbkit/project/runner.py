@@ -24,6 +24,7 @@ from __future__ import annotations
 import gc
 import importlib
 import importlib.util
+import inspect
 import io
 import json
 import os
@@ -96,6 +97,7 @@ class Target:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.config = Path(spec["config"]).resolve()
+        self.toml: str | None = spec.get("toml")
         self.expect: dict[str, str] | None = spec.get("expect")
         self.driver = _driver()
         self.url: str | None = None
@@ -364,9 +366,21 @@ def model_table_count(metadata: Any) -> int:
 _NEEDS_DATABASE = ("validate", "upgrade", "downgrade", "stamp", "current", "diff")
 
 
+def _config(target: Target, out: io.StringIO) -> Config:
+    """The project's Config as ``alembic`` builds it: alembic.ini, and pyproject.toml's
+    ``[tool.alembic]`` when the project has one (Alembic 1.16+ reads it)."""
+    if target.toml is None:
+        return Config(str(target.config), stdout=out)
+    if "toml_file" not in inspect.signature(Config.__init__).parameters:
+        raise RuntimeError(f"the project's settings are in [tool.alembic] of {target.toml}, "
+                           f"which Alembic {alembic.__version__} does not read (1.16 and "
+                           "later do)")
+    return Config(str(target.config), toml_file=target.toml, stdout=out)
+
+
 def run(target: Target, spec: dict[str, Any]) -> dict[str, Any]:
     out = io.StringIO()
-    cfg = Config(str(target.config), stdout=out)
+    cfg = _config(target, out)
     if target.url:
         # The URL has no "%" (dbkit leaves the password and a socket path with odd
         # characters to PGPASSWORD and PGHOST), so ConfigParser takes it as it is.

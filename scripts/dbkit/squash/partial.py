@@ -107,8 +107,8 @@ def prove_whole(server: Server, old: AlembicProject, new: AlembicProject, *, a: 
             state_a = pool.submit(prove.read_state, server, a, version_key)
             state_b = prove.read_state(server, b, version_key)
             problems = prove.differences(
-                server, _timeless(server, state_a.result(), version_key, since),
-                _timeless(server, state_b, version_key, since))
+                server, timeless(server, state_a.result(), version_key, since),
+                timeless(server, state_b, version_key, since))
             prove._fail_if(problems, "at head, the new versions directory differs from the old "
                            "chain")
             found, note = prove._drift(drift, state_b.snapshot, version_key)
@@ -116,7 +116,7 @@ def prove_whole(server: Server, old: AlembicProject, new: AlembicProject, *, a: 
              "revisions after UNTIL set from the clock aside)"], state_b.snapshot, found, note)
 
 
-def _timeless(server: Server, state: prove.DbState, version_key: str,
+def timeless(server: Server, state: prove.DbState, version_key: str,
               since: datetime) -> prove.DbState:
     """``state`` with its rows read by ``rows_since``."""
     conn = server.connect(state.name)

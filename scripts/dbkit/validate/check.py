@@ -140,7 +140,7 @@ def _checks(
     report["revision"] = revision.as_json()
     differences = list(revision.differences)
     if facts["diff"] is not None:
-        differences += _from_models(facts["diff"], registry)
+        differences += from_models(facts["diff"], registry)
     differences += _from_database(server, dbname, facts, registry, differences)
     chain = _from_chain(server, settings, dbname, facts, differences, notes, prefetch,
                         chosen=chosen, explicit=bool(settings.checks))
@@ -315,7 +315,7 @@ def check_revision(
 
 
 # -- the models -----------------------------------------------------------------------------------
-def _from_models(records: list[dict[str, Any]], registry: Registry | None) -> list[Difference]:
+def from_models(records: list[dict[str, Any]], registry: Registry | None) -> list[Difference]:
     """Alembic's records as differences; an add and a remove of one object become a change."""
     keep = set(registry.migration_only_tables) if registry else set()
     pending: dict[tuple[str, str], list[Difference]] = {}
