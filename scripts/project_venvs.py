@@ -12,6 +12,7 @@ CI fails; the tests then skip the cases that need it and say why.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -39,6 +40,19 @@ def wheelhouse() -> Path:
     return cache_dir().parent / "wheelhouse"
 
 
+def pip_python() -> str:
+    """An interpreter with pip: this one, or a plain venv beside the others (a venv that uv
+    made, such as .venv under `make setup` with uv, has no pip)."""
+    if importlib.util.find_spec("pip") is not None:
+        return sys.executable
+    where = cache_dir() / "pip"
+    python = where / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(where)], check=True,
+                       capture_output=True)
+    return str(python)
+
+
 def fill_wheelhouse() -> str | None:
     """Download the install tests' wheels once (a stamp of what was asked makes it a no-op)."""
     where = wheelhouse()
@@ -48,10 +62,11 @@ def fill_wheelhouse() -> str | None:
     if stamp.is_file() and stamp.read_text() == wanted:
         return None
     where.mkdir(parents=True, exist_ok=True)
-    steps = [[sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+    pip = pip_python()
+    steps = [[pip, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
               "--only-binary", ":all:", "-d", str(where), "-c", str(ROOT / "constraints.txt"),
               *WHEELS],
-             [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+             [pip, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
               "--only-binary", ":all:", "-d", str(where), *PROJECT_WHEELS]]
     for step in steps:
         proc = subprocess.run(step, capture_output=True, text=True)
