@@ -427,7 +427,11 @@ class Witness:
         chosen = effective_locations(script)
         if [str(p) for p in chosen] != self.given:
             self.env_chose = [str(p) for p in chosen]
-        steered = [self.stands_for.get(p.resolve(), p) for p in chosen]
+        steered: list[Path] = []
+        for p in chosen:  # an env.py that appends to dbkit's folder would name it twice
+            p = self.stands_for.get(p.resolve(), p)
+            if p not in steered:
+                steered.append(p)
         if steered != chosen:
             script.version_locations = [str(p) for p in steered]
             # Alembic memoizes the folders; env.py files that change them reset it so too.
