@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from dbkit.console import Console
 from dbkit.errors import ConfigError
@@ -97,13 +98,16 @@ def current(settings: Settings, out: Console) -> None:
     server.ensure_running(out)
     _require_database(server)
     revs = project.current(server.dev_db)
-    known = {r.revision for r in project.revisions()}
+    revisions = project.revisions()
+    known = {r.revision for r in revisions}
     heads = set(project.heads())
+    # The folder env.py really loads (it may pick its own): its archives are beside it.
+    versions_dir = revisions[0].path.parent if revisions else None
     if not revs:
         out.result("base (no revision applied)")
     for rev in revs:
         state = "head" if rev in heads else "behind head" if rev in known else _unknown(
-            settings, rev)
+            settings, rev, versions_dir)
         out.result(f"{rev} ({state})")
 
 
@@ -114,8 +118,9 @@ def _require_database(server: Server) -> None:
                           "show (make db-upgrade creates it and applies the migrations)")
 
 
-def _unknown(settings: Settings, rev: str) -> str:
-    held = archive.holding(settings.alembic_config.parent, [rev])
+def _unknown(settings: Settings, rev: str, versions_dir: Path | None) -> str:
+    held = (archive.where(archive.archives(versions_dir), [rev]) if versions_dir else None) \
+        or archive.holding(settings.alembic_config.parent, [rev])
     if held is not None:
         return (f"in the archived chain {held.path}, before a squash: `make db-upgrade` "
                 "catches it up")

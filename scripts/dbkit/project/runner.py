@@ -247,7 +247,7 @@ def _with_env(cfg: Config, fn: Callable[[Any], Any], *, script: ScriptDirectory 
         box["value"] = fn(context)
         return []
 
-    with EnvironmentContext(cfg, script, fn=capture, dont_mutate=True):
+    with Witnessed(cfg, script, witness, fn=capture, dont_mutate=True):
         run_env(script)
     return box.get("value")
 
@@ -452,7 +452,7 @@ class Witness:
                 raise NotExpected(
                     f"Alembic would run revision {rev.revision} from {path}, which is not one "
                     f"of the files dbkit expects (in {', '.join(folders)}); env.py's folders: "
-                    f"{', '.join(self.used or self.given)}")
+                    f"{', '.join(self.used or self.given)}; refused before anything ran")
             if sha256_of(path) != want:
                 raise NotExpected(f"Alembic would run revision {rev.revision} from {path}, "
                                   "whose content is not the file dbkit expects (sha256 differs)")
@@ -482,6 +482,24 @@ class Witness:
                 "env_error": self.env_error, "steps": self.steps}
 
 
+def Witnessed(cfg: Config, script: ScriptDirectory, witness: Witness | None,  # noqa: N802
+              **kw: Any) -> EnvironmentContext:
+    """The EnvironmentContext env.py sees, whose ``configure`` first tells the witness: by
+    then env.py has chosen its folders, and Alembic has loaded none (offline with a start
+    revision, it resolves that start before the migration function is called). The method
+    is wrapped on the instance: Alembic's ``context`` module proxies its class's methods."""
+    ctx = EnvironmentContext(cfg, script, **kw)
+    if witness is not None:
+        configure = ctx.configure
+
+        def settled(*args: Any, **kwargs: Any) -> None:
+            witness.settle(ctx.script)
+            configure(*args, **kwargs)
+
+        ctx.configure = settled  # type: ignore[method-assign]
+    return ctx
+
+
 def run_env(script: ScriptDirectory) -> None:
     """The project's env.py, under whatever EnvironmentContext is entered."""
     script.run_env()
@@ -508,7 +526,7 @@ def migrate(cfg: Config, witness: Witness, op: str, target: str, *,
         witness.hook(context)
         return todo
 
-    with EnvironmentContext(cfg, script, fn=steps, as_sql=sql, starting_rev=start,
+    with Witnessed(cfg, script, witness, fn=steps, as_sql=sql, starting_rev=start,
                             destination_rev=target):
         run_env(script)
     return script
@@ -528,7 +546,7 @@ def discover(cfg: Config, witness: Witness, target: Target) -> ScriptDirectory:
 
     refused = target.refused
     try:
-        with EnvironmentContext(cfg, script, fn=nothing, as_sql=True, dont_mutate=True,
+        with Witnessed(cfg, script, witness, fn=nothing, as_sql=True, dont_mutate=True,
                                 output_buffer=io.StringIO()):
             run_env(script)
     except Exception as err:  # noqa: BLE001 - then the ini's folders, and why
