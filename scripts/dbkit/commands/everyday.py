@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from dbkit.console import Console
-from dbkit.errors import ConfigError
+from dbkit.errors import ChainBuildFailed, ConfigError, DbkitError
 from dbkit.pg.docker import DockerServer
 from dbkit.pg.embedded import EmbeddedServer
 from dbkit.pg.mode import get_server
@@ -81,14 +81,30 @@ def upgrade(settings: Settings, out: Console, *, revision: str = "head",
     if not exists:
         server.create_database(db)
         out.say(f"Created database {db}")
-    if len(stages) == 1:
-        with out.step(f"Upgrading {db} to {revision}"):
-            project.upgrade(db, revision)
-    else:
-        out.say(f"{db} is at {', '.join(stages[0].start)}, a revision a squash replaced: it "
-                f"catches up in {len(stages)} stages")
-        archive.catch_up(settings, server, db, stages, out)
+    try:
+        if len(stages) == 1:
+            with out.step(f"Upgrading {db} to {revision}"):
+                project.upgrade(db, revision)
+        else:
+            out.say(f"{db} is at {', '.join(stages[0].start)}, a revision a squash replaced: "
+                    f"it catches up in {len(stages)} stages")
+            archive.catch_up(settings, server, db, stages, out)
+    except ChainBuildFailed as err:
+        raise _stopped(err, server, project, db) from None
     out.result(f"{db} is at {', '.join(project.current(db)) or 'base'}")
+
+
+def _stopped(err: ChainBuildFailed, server: Server, project: AlembicProject,
+             db: str) -> ChainBuildFailed:
+    """The failure, and where the database stopped: the revisions before the failing one
+    stay applied, and the next upgrade goes on from there."""
+    try:
+        at = ", ".join(project.current(db)) or "base"
+    except DbkitError:
+        return err
+    err.message = (f"{err.message}; {db} stopped at {at} (what ran before stays); fix the "
+                   "revision and run make db-upgrade again: it goes on from there")
+    return err
 
 
 def current(settings: Settings, out: Console) -> None:
