@@ -64,9 +64,9 @@ def wheel(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, src / rel)
     out = tmp_path_factory.mktemp("wheel")
-    _ok(_run([project_venvs.pip_python(), "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-              "--no-deps", "--no-index", "--find-links", str(wheelhouse), "-w", str(out),
-              str(src)], src))
+    _ok(_run([project_venvs.pip_python(), "-m", "pip", "wheel", "--quiet",
+              "--disable-pip-version-check", "--no-deps", "--no-index", "--find-links",
+              str(wheelhouse), "-w", str(out), str(src)], src))
     found = list(out.glob("dbkit-*.whl"))
     assert len(found) == 1, found
     return found[0]

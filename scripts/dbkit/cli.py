@@ -12,6 +12,7 @@ import argparse
 import inspect
 import os
 import sys
+import traceback
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
@@ -178,10 +179,9 @@ def run(
         return int(code or 0)
     except DbkitError as exc:
         if args.debug:
-            if not exc.trace:
-                raise  # dbkit's own traceback is the one that helps
-            # The project's code failed in its child: that traceback, not dbkit's.
-            err.write(console.mask(exc.trace.rstrip()) + "\n")
+            # The project's code failed in its child: that traceback, not dbkit's; else
+            # dbkit's own. Either way the exit status is the one without --debug.
+            err.write(console.mask((exc.trace or traceback.format_exc()).rstrip()) + "\n")
         error_json = getattr(sys.modules[fn.__module__], "error_json", None)
         if options.get("json") and error_json is not None and not exc.reported:
             # CI reads stdout: --json gets its keys even when a setting stopped the run.
@@ -195,15 +195,16 @@ def run(
         return 130
     except OSError as exc:
         if args.debug:
-            raise
+            err.write(console.mask(traceback.format_exc().rstrip()) + "\n")
         where = f": {exc.filename}" if exc.filename else ""
         err.write(f"dbkit {args.verb}: error: {exc.strerror or exc}{where}\n")
         return 2
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, traceback on --debug
         if args.debug:
-            raise
+            err.write(console.mask(traceback.format_exc().rstrip()) + "\n")
         err.write(f"dbkit {args.verb}: internal error: {type(exc).__name__}: "
-                  f"{console.mask(str(exc))} (run with --debug for the traceback)\n")
+                  f"{console.mask(str(exc))}"
+                  f"{'' if args.debug else ' (run with --debug for the traceback)'}\n")
         return 3
 
 

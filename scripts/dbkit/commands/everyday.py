@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from dbkit.console import Console
-from dbkit.errors import ConfigError
+from dbkit.errors import ChainBuildFailed, ConfigError, DbkitError
 from dbkit.pg.docker import DockerServer
 from dbkit.pg.embedded import EmbeddedServer
 from dbkit.pg.mode import get_server
@@ -80,14 +81,30 @@ def upgrade(settings: Settings, out: Console, *, revision: str = "head",
     if not exists:
         server.create_database(db)
         out.say(f"Created database {db}")
-    if len(stages) == 1:
-        with out.step(f"Upgrading {db} to {revision}"):
-            project.upgrade(db, revision)
-    else:
-        out.say(f"{db} is at {', '.join(stages[0].start)}, a revision a squash replaced: it "
-                f"catches up in {len(stages)} stages")
-        archive.catch_up(settings, server, db, stages, out)
+    try:
+        if len(stages) == 1:
+            with out.step(f"Upgrading {db} to {revision}"):
+                project.upgrade(db, revision)
+        else:
+            out.say(f"{db} is at {', '.join(stages[0].start)}, a revision a squash replaced: "
+                    f"it catches up in {len(stages)} stages")
+            archive.catch_up(settings, server, db, stages, out)
+    except ChainBuildFailed as err:
+        raise _stopped(err, server, project, db) from None
     out.result(f"{db} is at {', '.join(project.current(db)) or 'base'}")
+
+
+def _stopped(err: ChainBuildFailed, server: Server, project: AlembicProject,
+             db: str) -> ChainBuildFailed:
+    """The failure, and where the database stopped: the revisions before the failing one
+    stay applied, and the next upgrade goes on from there."""
+    try:
+        at = ", ".join(project.current(db)) or "base"
+    except DbkitError:
+        return err
+    err.message = (f"{err.message}; {db} stopped at {at} (what ran before stays); fix the "
+                   "revision and run make db-upgrade again: it goes on from there")
+    return err
 
 
 def current(settings: Settings, out: Console) -> None:
@@ -97,13 +114,16 @@ def current(settings: Settings, out: Console) -> None:
     server.ensure_running(out)
     _require_database(server)
     revs = project.current(server.dev_db)
-    known = {r.revision for r in project.revisions()}
+    revisions = project.revisions()
+    known = {r.revision for r in revisions}
     heads = set(project.heads())
+    # The folder env.py really loads (it may pick its own): its archives are beside it.
+    versions_dir = revisions[0].path.parent if revisions else None
     if not revs:
         out.result("base (no revision applied)")
     for rev in revs:
         state = "head" if rev in heads else "behind head" if rev in known else _unknown(
-            settings, rev)
+            settings, rev, versions_dir)
         out.result(f"{rev} ({state})")
 
 
@@ -114,8 +134,9 @@ def _require_database(server: Server) -> None:
                           "show (make db-upgrade creates it and applies the migrations)")
 
 
-def _unknown(settings: Settings, rev: str) -> str:
-    held = archive.holding(settings.alembic_config.parent, [rev])
+def _unknown(settings: Settings, rev: str, versions_dir: Path | None) -> str:
+    held = (archive.where(archive.archives(versions_dir), [rev]) if versions_dir else None) \
+        or archive.holding(settings.alembic_config.parent, [rev])
     if held is not None:
         return (f"in the archived chain {held.path}, before a squash: `make db-upgrade` "
                 "catches it up")

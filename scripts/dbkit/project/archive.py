@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from dbkit.errors import ConfigError
 from dbkit.files import file_digest, fsync_dir
 from dbkit.pg.server import Server
 from dbkit.project.chain import AlembicProject
+from dbkit.project.ran import Expected, folder_files
 from dbkit.project.version_table import read_versions
 from dbkit.project.versions import file_hashes
 from dbkit.settings import Settings
@@ -46,6 +47,16 @@ class Archive:
     squashed: str  # the id of the revision that replaced it
     files: dict[str, str]  # relative path: sha256
     created_at: str
+    versions_dir: Path | None = None  # the versions directory it was found beside
+
+    def project(self, settings: Settings, server: Server | None, **kw: object
+                ) -> AlembicProject:
+        """The archived chain, run from this folder and from its indexed files only (an
+        env.py that picks its own versions folder is steered here, or refused: ran.py)."""
+        return AlembicProject(settings, server, version_locations=self.path,
+                              stands_for=self.versions_dir,
+                              expect=Expected(folder_files(self.path, self.files),
+                                              f"the archive {self.path}"), **kw)
 
     @property
     def name(self) -> str:
@@ -121,7 +132,7 @@ def archives(versions_dir: Path) -> list[Archive]:
     if not root.is_dir():
         return []
     found = (load(p) for p in sorted(root.iterdir()) if p.is_dir())
-    return [a for a in found if a is not None]
+    return [replace(a, versions_dir=versions_dir) for a in found if a is not None]
 
 
 def verify(archive: Archive) -> None:
@@ -222,8 +233,8 @@ def catch_up(settings: Settings, server: Server, dbname: str, stages: list[Stage
         if stage.archive is not None:
             verify(stage.archive)
     for n, stage in enumerate(stages, 1):
-        project = AlembicProject(settings, server, version_locations=stage.archive.path
-                                 if stage.archive is not None else None)
+        project = (stage.archive.project(settings, server) if stage.archive is not None
+                   else AlembicProject(settings, server))
         with out.step(f"Stage {n}/{len(stages)}: {describe(stage)}"):
             project.upgrade(dbname, stage.target)
             if stage.stamp:
@@ -258,8 +269,8 @@ def offline_sql(settings: Settings, server: Server, dbname: str, stages: list[St
             raise ConfigError(f"the database is at {', '.join(stage.start)}: Alembic's offline "
                               "mode starts from one revision; merge them first or run "
                               "make db-upgrade on it")
-        project = AlembicProject(settings, server, version_locations=stage.archive.path
-                                 if stage.archive is not None else None)
+        project = (stage.archive.project(settings, server) if stage.archive is not None
+                   else AlembicProject(settings, server))
         parts.append(f"-- dbkit catch-up, stage {n}/{len(stages)}: {describe(stage)}\n")
         parts.append(project.upgrade_sql(dbname, stage.start[0] if stage.start else None,
                                          stage.target))

@@ -25,6 +25,7 @@ from dbkit.errors import ChainBuildFailed, ConfigError, DbkitError
 from dbkit.pg import extensions
 from dbkit.pg.server import Server
 from dbkit.project import watch
+from dbkit.project.ran import Expected, Ran, WrongFiles, hashes_of
 from dbkit.settings import Settings
 
 RUNNER = Path(__file__).resolve().with_name("runner.py")
@@ -204,14 +205,22 @@ class AlembicProject:
 
     def __init__(
         self, settings: Settings, server: Server | None, *, version_locations: Path | None = None,
+        stands_for: Path | None = None, expect: Expected | None = None,
         child: AlembicChild | None = None, out: Console | None = None,
     ) -> None:
         self.settings = settings
         self.server = server
         self.config = settings.require_alembic()
         settings.require_python()
-        # Set: revisions come from this directory instead of the project's own (squash proof).
+        # Set: revisions come from this directory instead of the project's own (the squash's
+        # staged directory, an archive). ``stands_for``: the project's folder it replaces,
+        # also where env.py picks that folder itself (it may: Prefect's does).
         self.version_locations = version_locations
+        self.stands_for = stands_for
+        # The only files an upgrade or downgrade may run (None: with version_locations, the
+        # files in it, hashed at each operation; else any, as plain ``alembic`` would).
+        self.expect = expect
+        self.last_ran = Ran()  # what the last operation ran, as the child saw it
         # Set: operations on its database (and those needing none) run in this warm child;
         # any other database gets a child of its own.
         self.child = child
@@ -222,6 +231,12 @@ class AlembicProject:
         spec: dict[str, Any] = {"op": op, "args": list(args)}
         if self.version_locations is not None:
             spec["version_locations"] = str(self.version_locations)
+            if self.stands_for is not None:
+                spec["stands_for"] = {str(self.stands_for.resolve()):
+                                      str(self.version_locations)}
+        expect = self.expected() if op in _RUNS_REVISIONS else None
+        if expect is not None:
+            spec["allow"] = expect.allow()
         answer, stderr, code = self._watched(spec, dbname, " ".join(["alembic", op, *args]))
         secrets = self.server.secrets if self.server else ()
         try:
@@ -233,6 +248,12 @@ class AlembicProject:
                 f"alembic {op} crashed: the project's Python "
                 f"({self.settings.backend_python}) ended without an answer: {tail}") from None
         result["stderr"] = stderr
+        self.last_ran = Ran.from_json(result.get("ran"))
+        if result.get("wrong_files"):
+            raise WrongFiles(mask(result["wrong_files"], secrets))
+        if expect is not None and result["ok"]:
+            # The child refused other files before they ran; its report is read here too.
+            expect.check(self.last_ran, op=" ".join(["alembic", op, *args]))
         if result.get("guard"):
             raise WrongDatabase(mask(result["guard"], secrets),
                                 trace=mask(result.get("traceback", ""), secrets))
@@ -249,6 +270,16 @@ class AlembicProject:
             failed.error = error
             raise failed
         return result
+
+    def expected(self) -> Expected | None:
+        """The files an upgrade or downgrade may run now."""
+        if self.expect is not None:
+            return self.expect
+        if self.version_locations is None:
+            return None
+        files = [p for p in Path(self.version_locations).rglob("*.py")
+                 if "__pycache__" not in p.parts]
+        return Expected(hashes_of(files), f"{self.version_locations}")
 
     def _watched(self, spec: dict[str, Any], dbname: str | None,
                  what: str) -> tuple[str, str, int | None]:
@@ -353,6 +384,10 @@ class AlembicProject:
         if isinstance(data, dict):  # {"model_tables": 0}: nothing to compare with
             raise ModelsHoldNoTables(MODELS_HOLD_NO_TABLES)
         return data
+
+
+# The operations that run revision files (upgrade_sql renders them): witnessed (ran.py).
+_RUNS_REVISIONS = ("upgrade", "downgrade", "upgrade_sql")
 
 
 class AlembicChild:

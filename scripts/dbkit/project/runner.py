@@ -22,6 +22,7 @@ gets one JSON line back. The project's own output goes to stderr.
 from __future__ import annotations
 
 import gc
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -33,6 +34,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from inspect import unwrap
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ try:
     from alembic.config import Config
     from alembic.runtime.environment import EnvironmentContext
     from alembic.script import ScriptDirectory
+    from alembic.util import coerce_resource_to_filename
     from sqlalchemy import (
         Column,
         Computed,
@@ -231,17 +234,21 @@ def greeting() -> dict[str, Any]:
 
 
 # -- running the project's env.py ---------------------------------------------------------------
-def _with_env(cfg: Config, fn: Callable[[Any], Any]) -> Any:
-    """Run the project's env.py with ``fn(context)`` as the migration function."""
-    script = ScriptDirectory.from_config(cfg)
+def _with_env(cfg: Config, fn: Callable[[Any], Any], *, script: ScriptDirectory | None = None,
+              witness: Witness | None = None) -> Any:
+    """Run the project's env.py with ``fn(context)`` as the migration function (``witness``:
+    told the folders env.py chose, for the chain read from ``script`` afterwards)."""
+    script = script or ScriptDirectory.from_config(cfg)
     box: dict[str, Any] = {}
 
     def capture(rev: Any, context: Any) -> list:
+        if witness is not None:
+            witness.settle(script)
         box["value"] = fn(context)
         return []
 
-    with EnvironmentContext(cfg, script, fn=capture, dont_mutate=True):
-        script.run_env()
+    with Witnessed(cfg, script, witness, fn=capture, dont_mutate=True):
+        run_env(script)
     return box.get("value")
 
 
@@ -314,13 +321,12 @@ def raised_at(err: BaseException) -> str:
     return f"{type(err).__name__} at {where}:{last.lineno} ({last.name}){code}"
 
 
-def _backup_info(
-    cfg: Config, script: ScriptDirectory, out: io.StringIO, url: str | None
-) -> dict[str, Any]:
+def _backup_info(cfg: Config, script: ScriptDirectory, url: str | None) -> dict[str, Any]:
     """What a backup records about the project, in one child process instead of four.
 
     Only the versions directory is required: a backup must still be possible when the chain
     or the app is broken (that is when people need one), so the rest records its error.
+    ``script``: as env.py leaves it (``discover``).
     """
     info: dict[str, Any] = {
         "versions_dir": script.versions,  # raises when several version_locations are set
@@ -328,8 +334,7 @@ def _backup_info(
     }
     try:
         info["heads"] = list(script.get_heads())
-        command.history(cfg)
-        info["history"] = out.getvalue()
+        info["history"] = history_text(script)
     except Exception as err:  # noqa: BLE001 - recorded, the backup goes on
         info["errors"].append(f"alembic history: {message(err)}")
     if url:
@@ -363,6 +368,206 @@ def model_table_count(metadata: Any) -> int:
     return sum(len(m.tables) for m in metadatas if m is not None)
 
 
+# -- what Alembic really loads and runs: the evidence dbkit checks -----------------------------
+# env.py is the project's code and may choose its folders at run time: assign or append to
+# ``context.script.version_locations`` (Prefect picks versions/postgresql or versions/sqlite
+# by dialect), or move ``context.script.dir``. So dbkit never assumes that the folder it
+# named is the one that ran: upgrades and downgrades go through dbkit's own migration
+# function (what ``alembic.command`` does, nothing more), which, once env.py has made its
+# choice and before anything runs,
+# - lets the folder dbkit staged stand in for the project's folder env.py chose
+#   (``stands_for``: the squash's staged directory, an archive for the catch-up),
+# - refuses any step whose file is not one dbkit expects, by path and sha256 (``allow``),
+# - and chains a callback onto env.py's own ``on_version_apply`` that records every step
+#   that ran: revision, file, sha256, and the file its upgrade()/downgrade() code is in.
+# Chain-only operations (revisions, heads, history, backup_info) run env.py offline first
+# (``--sql`` mode: it connects nowhere) with a function that runs nothing, to see its choice.
+
+
+class NotExpected(RuntimeError):
+    """Alembic would run a file dbkit did not expect: refused before any step ran."""
+
+
+def sha256_of(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def effective_locations(script: ScriptDirectory) -> list[Path]:
+    """The folders ``script`` loads its revisions from, computed as Alembic does (not read
+    from Alembic's memo of them, which an env.py that assigns new ones may leave stale)."""
+    if script.version_locations:
+        return [Path(coerce_resource_to_filename(str(p))).absolute()
+                for p in script.version_locations]
+    return [Path(script.dir, "versions").absolute()]
+
+
+class Witness:
+    """One operation's folders (as given, as env.py chose, as used) and the steps that ran."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        # {the project's folder: the folder dbkit put in its place}
+        self.stands_for = {Path(k).resolve(): Path(v)
+                           for k, v in (spec.get("stands_for") or {}).items()}
+        allow = spec.get("allow")  # {resolved path: sha256}; None: any file may run
+        self.allow: dict[str, str] | None = dict(allow) if allow is not None else None
+        self.given: list[str] = []
+        self.env_chose: list[str] | None = None  # set when env.py changed the folders
+        self.used: list[str] | None = None
+        self.env_error: str | None = None  # env.py could not be run offline to see its choice
+        self.steps: list[dict[str, Any]] = []
+        self.script: ScriptDirectory | None = None
+
+    def start(self, script: ScriptDirectory) -> ScriptDirectory:
+        self.script = script
+        self.given = [str(p) for p in effective_locations(script)]
+        return script
+
+    def settle(self, script: ScriptDirectory) -> None:
+        """Called from the migration function: env.py has chosen, nothing is loaded yet."""
+        chosen = effective_locations(script)
+        if [str(p) for p in chosen] != self.given:
+            self.env_chose = [str(p) for p in chosen]
+        steered: list[Path] = []
+        for p in chosen:  # an env.py that appends to dbkit's folder would name it twice
+            p = self.stands_for.get(p.resolve(), p)
+            if p not in steered:
+                steered.append(p)
+        if steered != chosen:
+            script.version_locations = [str(p) for p in steered]
+            # Alembic memoizes the folders; env.py files that change them reset it so too.
+            for memo in ("_version_locations", "_singular_version_location"):
+                script.__dict__.pop(memo, None)
+        self.used = [str(p) for p in effective_locations(script)]
+
+    def check(self, steps: list[Any]) -> None:
+        """Every step's file must be one dbkit expects, byte for byte; else nothing runs."""
+        if self.allow is None:
+            return
+        for step in steps:
+            rev = step.revision
+            path = Path(rev.path).resolve()
+            want = self.allow.get(str(path))
+            if want is None:
+                folders = sorted({str(Path(p).parent) for p in self.allow}) or ["none"]
+                raise NotExpected(
+                    f"Alembic would run revision {rev.revision} from {path}, which is not one "
+                    f"of the files dbkit expects (in {', '.join(folders)}); env.py's folders: "
+                    f"{', '.join(self.used or self.given)}; refused before anything ran")
+            if sha256_of(path) != want:
+                raise NotExpected(f"Alembic would run revision {rev.revision} from {path}, "
+                                  "whose content is not the file dbkit expects (sha256 differs)")
+
+    def applied(self, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+        """``on_version_apply``: one step has run."""
+        if step.is_stamp:
+            self.steps.append({"revision": step.up_revision_id, "stamp": True})
+            return
+        rev = step.up_revision
+        fn = getattr(rev.module, "upgrade" if step.is_upgrade else "downgrade", None)
+        code = getattr(unwrap(fn), "__code__", None) if callable(fn) else None
+        self.steps.append({
+            "revision": rev.revision, "path": str(Path(rev.path).resolve()),
+            "sha256": sha256_of(rev.path), "upgrade": bool(step.is_upgrade),
+            "code": str(Path(code.co_filename).resolve()) if code is not None else None,
+        })
+
+    def hook(self, context: Any) -> None:
+        """Chain ``applied`` onto the callbacks env.py configured (never replace them)."""
+        if self.applied not in context.on_version_apply_callbacks:
+            context.on_version_apply_callbacks = (*context.on_version_apply_callbacks,
+                                                  self.applied)
+
+    def report(self) -> dict[str, Any]:
+        return {"given": self.given, "env": self.env_chose, "used": self.used,
+                "env_error": self.env_error, "steps": self.steps}
+
+
+def Witnessed(cfg: Config, script: ScriptDirectory, witness: Witness | None,  # noqa: N802
+              **kw: Any) -> EnvironmentContext:
+    """The EnvironmentContext env.py sees, whose ``configure`` first tells the witness: by
+    then env.py has chosen its folders, and Alembic has loaded none (offline with a start
+    revision, it resolves that start before the migration function is called). The method
+    is wrapped on the instance: Alembic's ``context`` module proxies its class's methods."""
+    ctx = EnvironmentContext(cfg, script, **kw)
+    if witness is not None:
+        configure = ctx.configure
+
+        def settled(*args: Any, **kwargs: Any) -> None:
+            witness.settle(ctx.script)
+            configure(*args, **kwargs)
+
+        ctx.configure = settled  # type: ignore[method-assign]
+    return ctx
+
+
+def run_env(script: ScriptDirectory) -> None:
+    """The project's env.py, under whatever EnvironmentContext is entered."""
+    script.run_env()
+
+
+def migrate(cfg: Config, witness: Witness, op: str, target: str, *,
+            sql: bool = False) -> ScriptDirectory:
+    """``alembic upgrade/downgrade target`` (``--sql``: offline), witnessed."""
+    script = witness.start(ScriptDirectory.from_config(cfg))
+    start = None
+    if ":" in target:
+        if not sql:
+            raise ValueError("a range start:end needs SQL (offline) mode")
+        start, target = target.split(":", 1)
+    elif sql and op == "downgrade":
+        raise ValueError("an offline downgrade needs start:end")
+
+    def steps(rev: Any, context: Any) -> list[Any]:
+        witness.settle(script)
+        # What alembic.command.upgrade/downgrade run (the same calls, by design).
+        todo = (script._upgrade_revs(target, rev) if op == "upgrade"
+                else script._downgrade_revs(target, rev))
+        witness.check(todo)
+        witness.hook(context)
+        return todo
+
+    with Witnessed(cfg, script, witness, fn=steps, as_sql=sql, starting_rev=start,
+                            destination_rev=target):
+        run_env(script)
+    return script
+
+
+def discover(cfg: Config, witness: Witness, target: Target) -> ScriptDirectory:
+    """The revisions' ScriptDirectory as env.py leaves it: env.py run offline (it connects
+    nowhere) with a migration function that runs nothing. An env.py that cannot run offline
+    leaves the folders alembic.ini names, and ``env_error`` says why."""
+    script = witness.start(ScriptDirectory.from_config(cfg))
+    seen: list[bool] = []
+
+    def nothing(rev: Any, context: Any) -> list[Any]:
+        witness.settle(script)
+        seen.append(True)
+        return []
+
+    refused = target.refused
+    try:
+        with Witnessed(cfg, script, witness, fn=nothing, as_sql=True, dont_mutate=True,
+                                output_buffer=io.StringIO()):
+            run_env(script)
+    except Exception as err:  # noqa: BLE001 - then the ini's folders, and why
+        witness.env_error = message(err)
+    if not seen:
+        target.refused = refused  # a connection refused offline touched nothing
+        witness.env_error = witness.env_error or "env.py did not run migrations offline"
+        witness.env_chose = witness.used = None
+        return witness.start(ScriptDirectory.from_config(cfg))
+    return script
+
+
+def history_text(script: ScriptDirectory) -> str:
+    """What ``alembic history`` prints, from the revisions alone: history needs no database,
+    so env.py (``revision_environment``) is not run online for it."""
+    lines = [sc.cmd_format(verbose=False, include_branches=True, include_doc=True,
+                           include_parents=True)
+             for sc in script.walk_revisions(base="base", head="heads")]
+    return "".join(line + "\n" for line in lines)
+
+
 _NEEDS_DATABASE = ("validate", "upgrade", "downgrade", "stamp", "current", "diff")
 
 
@@ -394,13 +599,14 @@ def run(target: Target, spec: dict[str, Any]) -> dict[str, Any]:
         if cfg.get_main_option("path_separator") is None:
             cfg.set_main_option("version_path_separator", "newline")
     op, args = spec["op"], spec.get("args", [])
-    script: ScriptDirectory | None = None
+    witness = Witness(spec)
     data: Any = None
     started = time.perf_counter()
     try:
         if op in _NEEDS_DATABASE and not url:
             raise RuntimeError(f"{op} needs a database, and this child was given none")
-        script = ScriptDirectory.from_config(cfg)
+        if op in ("heads", "revisions", "history", "backup_info"):
+            script = discover(cfg, witness, target)
         if op == "heads":
             data = list(script.get_heads())
         elif op == "revisions":
@@ -415,24 +621,22 @@ def run(target: Target, spec: dict[str, Any]) -> dict[str, Any]:
                 for s in script.walk_revisions()
             ]
         elif op == "history":
-            command.history(cfg)
+            out.write(history_text(script))
         elif op == "backup_info":
-            data = _backup_info(cfg, script, out, url)
+            data = _backup_info(cfg, script, url)
         elif op == "validate":
-            data = validation_facts(cfg, script, url, args[0])
+            data = validation_facts(cfg, witness, url, args[0])
         elif op == "upgrade_sql":
             # Offline (``alembic upgrade --sql``): the SQL, not run; no connection is made
             # (the guard refuses any). sqlalchemy.url names the dialect.
             cfg.output_buffer = io.StringIO()
-            command.upgrade(cfg, args[0], sql=True)
+            migrate(cfg, witness, "upgrade", args[0], sql=True)
             data = cfg.output_buffer.getvalue()
         else:
             with _connection(url) as conn:
                 cfg.attributes["connection"] = conn
-                if op == "upgrade":
-                    command.upgrade(cfg, *args)
-                elif op == "downgrade":
-                    command.downgrade(cfg, *args)
+                if op in ("upgrade", "downgrade"):
+                    migrate(cfg, witness, op, args[0])
                 elif op == "stamp":
                     command.stamp(cfg, *args)
                 elif op == "current":
@@ -448,19 +652,19 @@ def run(target: Target, spec: dict[str, Any]) -> dict[str, Any]:
             "ok": False,
             "error": message(err),
             "guard": target.refused,
-            "revision": _failing_revision(err, script) if script else None,
+            "wrong_files": str(err) if isinstance(err, NotExpected) else None,
+            "revision": _failing_revision(err, witness.script) if witness.script else None,
             "traceback": traceback.format_exc(),
             "output": out.getvalue(),
+            "ran": witness.report(),
         }
     # The operation's own time: dbkit reports build times without the interpreter's start.
-    return {"ok": True, "output": out.getvalue(), "data": data,
+    return {"ok": True, "output": out.getvalue(), "data": data, "ran": witness.report(),
             "seconds": time.perf_counter() - started}
 
 
 # -- what validate asks of the project ----------------------------------------------------------
-def validation_facts(
-    cfg: Config, script: ScriptDirectory, url: str, registry: str
-) -> dict[str, Any]:
+def validation_facts(cfg: Config, witness: Witness, url: str, registry: str) -> dict[str, Any]:
     """Everything ``dbkit validate`` needs from the project, in one process and one session.
 
     The chain (heads, revision graph), the database's revision, the models compared with the
@@ -472,13 +676,9 @@ def validation_facts(
     but is not a registry).
     """
     project = Path(cfg.config_file_name).resolve().parent
-    facts: dict[str, Any] = {
-        "heads": list(script.get_heads()),
-        "graph": {s.revision: _as_list(s.down_revision) for s in script.walk_revisions()},
-        # What a build of the chain depends on: its versions directories and env.py.
-        "chain_files": [str(Path(p)) for p in script._version_locations]
-        + [str(Path(script.dir) / "env.py")],
-    }
+    # The chain is read once env.py has run (it may choose the folders: ``Witness``).
+    script = witness.start(ScriptDirectory.from_config(cfg))
+    facts: dict[str, Any] = {}
     stage = ["database"]
 
     def inspect_db(ctx: Any) -> None:
@@ -504,7 +704,7 @@ def validation_facts(
             # From here until inspect_db runs, env.py imports the app and configures Alembic.
             stage[0] = "app"
             cfg.attributes["connection"] = conn
-            _with_env(cfg, inspect_db)
+            _with_env(cfg, inspect_db, script=script, witness=witness)
             _end(conn, commit=False)
         if "current" not in facts:
             raise RuntimeError("env.py never called context.run_migrations() online")
@@ -512,6 +712,14 @@ def validation_facts(
         facts["registry"] = load_registry(registry) if registry else None
     except Exception as err:  # noqa: BLE001 - the parent says what failed, in one line
         facts["failure"] = failure(err, stage[0], project)
+    facts.update(
+        heads=list(script.get_heads()),
+        graph={s.revision: _as_list(s.down_revision) for s in script.walk_revisions()},
+        # The file of each revision: the chain check builds from exactly these.
+        files={s.revision: str(Path(s.path).resolve()) for s in script.walk_revisions()},
+        # What a build of the chain depends on: its versions directories and env.py.
+        chain_files=[str(p) for p in effective_locations(script)]
+        + [str(Path(script.dir) / "env.py")])
     return facts
 
 

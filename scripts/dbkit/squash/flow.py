@@ -36,6 +36,7 @@ from dbkit.pg.server import Server
 from dbkit.project import archive as archives
 from dbkit.project import versions as vdir
 from dbkit.project.chain import AlembicChild, AlembicProject, one_head
+from dbkit.project.ran import Expected, folder_files
 from dbkit.project.version_table import read_versions
 from dbkit.safety import checkpoint, destructive_lock, guard_destructive, project_lock
 from dbkit.safety import confirm as ask
@@ -83,6 +84,13 @@ def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run
         if dry_run:
             ready = _scratch(databases, server, names, old_child, new_child)
         plan = preflight(settings, server, old_chain, until=until.strip() or None)
+        # A is built from exactly the files counted, B from exactly the files staged: an
+        # env.py that picks its own folders is steered to them or refused (ran.py).
+        old_chain.expect = Expected(folder_files(plan.versions_dir, plan.hashes),
+                                    f"the versions directory {plan.versions_dir}")
+        chose = chosen_folders(old_chain)
+        if chose:
+            out.say(chose)
         if dry_run:
             # Nothing to confirm: the old chain is built while the run goes on (not during a
             # backup: its timing is reported and must not compete with pg_dump).
@@ -107,7 +115,8 @@ def run(settings: Settings, out: Console, *, confirm: str | None = None, dry_run
             made = _backup(settings, server, old_chain, plan, out)
             outcome.backup = made.path
             staged = vdir.sibling(plan.versions_dir, "new")
-        new = AlembicProject(settings, server, version_locations=staged, child=new_child, out=out)
+        new = AlembicProject(settings, server, version_locations=staged,
+                             stands_for=plan.versions_dir, child=new_child, out=out)
         try:
             _stage(plan, staged)
             _build_and_prove(server, old_chain, new, plan, staged, outcome, out, ready,
@@ -316,8 +325,10 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
     _, b = ready(2)
     if b_current.result():
         raise DbkitError(f"the scratch database {b} is not empty")
+    ran_only(project, [r.revision for r in plan.revisions], "A (the old chain)")
     proof = prove.prove(server, new, a=a, b=b, baseline=baseline, version_key=version_key,
-                        out=out, target=outcome.revision if plan.kept else "head")
+                        out=out, target=outcome.revision if plan.kept else "head",
+                        revision=outcome.revision)
     landed_b = read_versions(server, b, {outcome.revision})
     if landed_b != (version_key, [outcome.revision]):
         raise ProofFailed(f"proof failed: B is at {landed_b[1]} in {landed_b[0]}, not at "
@@ -328,8 +339,8 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
     outcome.b_snapshot = proof.snapshot
     if plan.kept:  # a partial squash: the whole new directory against the whole old chain
         checks, outcome.b_snapshot, outcome.drift, outcome.drift_note = partial.prove_whole(
-            server, AlembicProject(project.settings, server), new, a=a, b=b,
-            version_key=version_key, out=out)
+            server, AlembicProject(project.settings, server, expect=project.expect), new,
+            a=a, b=b, version_key=version_key, out=out, kept=[r.revision for r in plan.kept])
         outcome.checks += checks
 
 
@@ -369,6 +380,26 @@ def _made_meanwhile(server: Server, names: list[str]) -> Iterator[Callable[[int]
         # Dropped side by side: each waits mostly for the server.
         with ThreadPoolExecutor(max_workers=len(names)) as dropping:
             list(dropping.map(lambda name: scratch.drop_database(server, name), names))
+
+
+def chosen_folders(project: AlembicProject) -> str | None:
+    """One line when env.py loads its revisions from other folders than alembic.ini names."""
+    ran = project.last_ran
+    if not ran.env:
+        return None
+    return (f"env.py chooses where its revisions are: {', '.join(ran.env)} (alembic.ini "
+            f"names {', '.join(ran.given) or 'none'}); dbkit counts, squashes and replaces "
+            "the revisions there")
+
+
+def ran_only(project: AlembicProject, revisions: list[str], what: str) -> None:
+    """The last operation of ``project`` ran exactly ``revisions`` (each once): else the
+    proof would be about other revisions than the ones it names."""
+    ran = project.last_ran.revisions
+    if sorted(ran) != sorted(revisions):
+        shown = ", ".join(ran[:5]) + (" …" if len(ran) > 5 else "") if ran else "none"
+        raise ProofFailed(f"proof failed: {what} ran {len(ran)} revisions ({shown}), not the "
+                          f"{len(revisions)} it names")
 
 
 def _landed(server: Server, dbname: str, plan: Plan) -> tuple[str, tuple[str | None, str]]:

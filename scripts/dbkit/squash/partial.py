@@ -89,8 +89,8 @@ def rows_since(conn: psycopg2.extensions.connection, version_key: str,
 
 
 def prove_whole(server: Server, old: AlembicProject, new: AlembicProject, *, a: str, b: str,
-                version_key: str, out: Console) -> tuple[list[str], catalog.Snapshot,
-                                                         Any, str | None]:
+                version_key: str, out: Console, kept: list[str] | None = None
+                ) -> tuple[list[str], catalog.Snapshot, Any, str | None]:
     """A (old chain, at UNTIL) and B (new directory, at UNTIL) both taken to head, then
     compared: pg_dump schema, catalog, every row (see ``rows_since``), sequence positions.
     Returns the check made, B's snapshot, the model drift and its note."""
@@ -101,6 +101,12 @@ def prove_whole(server: Server, old: AlembicProject, new: AlembicProject, *, a: 
             prove._checked(new.upgrade, b, "head", what="the revisions kept after the "
                            "squashed one do not build on it")
             old_up.result()
+        if kept is not None:  # both ran the kept revisions, and only those
+            for project, what in ((old, "A (old chain) to head"), (new, "B to head")):
+                if sorted(project.last_ran.revisions) != sorted(kept):
+                    raise prove.ProofFailed(
+                        f"proof failed: {what} ran {len(project.last_ran.revisions)} "
+                        f"revisions, not the {len(kept)} kept after UNTIL")
     with out.step("Comparing A with B at head; meanwhile the models with B"):
         with ThreadPoolExecutor(max_workers=2) as pool:
             drift = pool.submit(new.model_diff, b)

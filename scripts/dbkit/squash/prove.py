@@ -213,6 +213,7 @@ def prove(
     version_key: str,
     out: Console,
     target: str = "head",
+    revision: str | None = None,
 ) -> ProofResult:
     """B ← the new revision, identical to A; B down to base leaves nothing but Alembic's
     version table; B up again, identical to A again; then the models compared with B.
@@ -230,6 +231,7 @@ def prove(
             state_a = pool.submit(read_state, server, a, version_key)  # meanwhile
             result.new_install_seconds = _checked(new.build, b, target, what="the new "
                                                   "revision does not build")
+            _ran(new, revision, "B's build")
         with out.step("Comparing A with B"):
             problems = differences(server, state_a.result(), read_state(server, b, version_key))
             _fail_if(problems, "B (new revision) differs from A (old chain)")
@@ -237,10 +239,12 @@ def prove(
                 "A and B identical: pg_dump schema, catalog, rows, sequence positions")
         with out.step("Downgrading B to base and upgrading it again"):
             _checked(new.downgrade, b, "base", what="downgrade() fails")
+            _ran(new, revision, "B's downgrade")
             _fail_if(leftovers(catalog.snapshot_of(server, b), baseline, version_key),
                      "downgrade() leaves objects behind")
             result.checks.append("downgrade() leaves nothing but alembic_version")
             _checked(new.upgrade, b, target, what="upgrade() after downgrade() fails")
+            _ran(new, revision, "B's upgrade after downgrade")
         with out.step("Comparing A with B again; meanwhile the models with B"):
             drift = pool.submit(new.model_diff, b) if target == "head" else None
             state_b = read_state(server, b, version_key)
@@ -258,6 +262,18 @@ def prove(
         raise
     pool.shutdown()
     return result
+
+
+def _ran(new: AlembicProject, revision: str | None, what: str) -> None:
+    """B ran the squashed revision and nothing else: the child's own report of the steps
+    Alembic took (ran.py), not an assumption about which folder it read."""
+    if revision is None:
+        return
+    ran = new.last_ran.revisions
+    if ran != [revision]:
+        shown = ", ".join(ran[:5]) + (" …" if len(ran) > 5 else "") if ran else "nothing"
+        raise ProofFailed(f"proof failed: {what} ran {shown}, not the squashed revision "
+                          f"{revision} alone")
 
 
 def _checked(fn: Callable[..., Any], *args: str, what: str) -> Any:

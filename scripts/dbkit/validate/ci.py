@@ -29,6 +29,7 @@ from dbkit.pg.mode import get_server
 from dbkit.pg.server import Server
 from dbkit.project import archive
 from dbkit.project.chain import AlembicChild, AlembicProject, Revision
+from dbkit.project.ran import Expected, hashes_of
 from dbkit.project.version_table import read_versions
 from dbkit.settings import Settings
 from dbkit.squash import partial, prove
@@ -89,6 +90,8 @@ def run(settings: Settings, out: Console) -> Report:
     server.ensure_running(out)
     project = AlembicProject(settings, server, out=out)
     revisions = project.revisions()
+    # Every build below runs exactly the revision files counted here (ran.py).
+    project.expect = _expect(revisions)
     if not revisions:
         raise ConfigError(f"the Alembic project at {settings.alembic_config.parent} has no "
                           "revisions: nothing to check")
@@ -98,6 +101,11 @@ def run(settings: Settings, out: Console) -> Report:
     _chain(settings, server, revisions, versions_dir, out, report)
     _squash(settings, server, project, revisions, versions_dir, out, report)
     return report
+
+
+def _expect(revisions: list[Revision]) -> Expected:
+    """Builds run exactly the revision files counted (ran.py), whatever env.py picks."""
+    return Expected(hashes_of(r.path for r in revisions), "the revisions env.py loads")
 
 
 def _heads(revisions: list[Revision], report: Report) -> None:
@@ -117,7 +125,7 @@ def _chain(settings: Settings, server: Server, revisions: list[Revision], versio
     by_id = {r.revision: r for r in revisions}
     with scratch.scratch_database(server, "check") as a, \
             AlembicChild(settings, server, a, out=out) as child:
-        built = AlembicProject(settings, server, child=child)
+        built = AlembicProject(settings, server, child=child, expect=_expect(revisions))
         baseline = catalog.snapshot_of(server, a)
         report.checked.append("upgrade")
         try:
@@ -219,7 +227,7 @@ def _who_made(settings: Settings, server: Server, revisions: list[Revision],
     with out.step("Finding which revisions leave objects behind"), \
             scratch.scratch_database(server, "check_steps") as c, \
             AlembicChild(settings, server, c, out=out) as child:
-        stepper = AlembicProject(settings, server, child=child)
+        stepper = AlembicProject(settings, server, child=child, expect=_expect(revisions))
         baseline = catalog.snapshot_of(server, c)
         for rev in reversed(revisions):  # Alembic walks head -> base; this is base -> head
             try:
@@ -267,17 +275,23 @@ def _prove_archive(settings: Settings, server: Server, project: AlembicProject,
                    arch: archive.Archive, out: Console) -> list[str]:
     """The archived chain to its end in X, the versions directory to the squashed revision
     in Y, compared (pg_dump, catalog, rows, sequences): the differences (empty: proven)."""
-    old = AlembicProject(settings, server, version_locations=arch.path, out=out)
+    old = arch.project(settings, server, out=out)
     with scratch.scratch_database(server, "check_x") as x, \
             scratch.scratch_database(server, "check_y") as y:
         try:
             old.upgrade(x, arch.last)
         except ChainBuildFailed as err:
             return [f"the archived chain does not build: {_one_line(err.error or err.message)}"]
+        if sorted(old.last_ran.revisions) != sorted(arch.revisions):
+            return [f"the archived chain ran {len(old.last_ran.revisions)} revisions, not "
+                    f"the {len(arch.revisions)} its index names"]
         try:
             project.upgrade(y, arch.squashed)
         except ChainBuildFailed as err:
             return [f"it does not build: {_one_line(err.error or err.message)}"]
+        if project.last_ran.revisions != [arch.squashed]:
+            ran = ", ".join(project.last_ran.revisions) or "nothing"
+            return [f"the versions directory ran {ran}, not {arch.squashed} alone"]
         key, _ = read_versions(server, x, set(arch.revisions))
         version_key = key or "public.alembic_version"
         since = _since(arch)

@@ -28,6 +28,7 @@ from dbkit.pg import catalog, scratch
 from dbkit.pg.server import Server
 from dbkit.project import versions
 from dbkit.project.chain import AlembicProject
+from dbkit.project.ran import Expected, hashes_of
 from dbkit.project.version_table import read_versions
 from dbkit.settings import Settings
 from dbkit.validate import schema_diff, seed_check
@@ -173,7 +174,7 @@ def check(server: Server, settings: Settings, dbname: str, facts: dict[str, Any]
     if server.mode == "embedded" or settings.allow_template_cache:
         return _with_template(server, settings, dbname, facts, current, prefetch)
     with _scratch(server, "validate") as built:
-        _build(server, settings, built, current)
+        _build(server, settings, built, current, facts.get("files"))
         return _compared(server, dbname, built, current, facts, template=None)
 
 
@@ -185,8 +186,13 @@ def _scratch(server: Server, purpose: str, template: str | None = None) -> Any:
                           trace=err.trace) from None
 
 
-def _build(server: Server, settings: Settings, dbname: str, revisions: list[str]) -> None:
-    project = AlembicProject(settings, server)
+def _build(server: Server, settings: Settings, dbname: str, revisions: list[str],
+           files: dict[str, str] | None = None) -> None:
+    """``dbname`` built to ``revisions``, from exactly ``files`` (revision: its file, as
+    the child that read the chain saw them; ran.py), whatever env.py picks."""
+    expect = (Expected(hashes_of(Path(p) for p in files.values()),
+                       "the revisions env.py loads") if files else None)
+    project = AlembicProject(settings, server, expect=expect)
     for rev in revisions:
         try:
             project.upgrade(dbname, rev)
@@ -268,7 +274,7 @@ def _with_template(server: Server, settings: Settings, dbname: str, facts: dict[
                           trace=err.trace) from None
     kept = False
     try:
-        _build(server, settings, built, revisions)
+        _build(server, settings, built, revisions, facts.get("files"))
         result = _compared(server, dbname, built, revisions, facts, template="made")
         kept = scratch.keep_as_template(server, built, name,
                                         json.dumps({**meta, "made": time.time()}))
