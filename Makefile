@@ -16,8 +16,9 @@ $(VENV_STAMP): pyproject.toml constraints.txt
 
 setup: $(VENV_STAMP) ## Create .venv and install dbkit with its dev tools (uv if present, else pip)
 
-test: $(VENV_STAMP) ## Run the test suite against a real (embedded) PostgreSQL
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+TEST_JOBS ?= 2
+test: $(VENV_STAMP) ## Run the test suite against a real (embedded) PostgreSQL (TEST_JOBS=2 workers)
+	$(VENV)/bin/python -m pytest -n $(TEST_JOBS) $(PYTEST_ARGS)
 
 test-matrix: $(VENV_STAMP) ## Server-facing tests on PostgreSQL 14-18 (MAJORS="14 15" for some)
 	$(VENV)/bin/python scripts/test_matrix.py $(MAJORS)

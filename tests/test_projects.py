@@ -12,6 +12,7 @@ import io
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -84,9 +85,14 @@ def test_cached_settings_and_set_main_option(pgdata: Path, fresh_db: str, projec
     whole_life(server, env, project_dir, tmp_path, fresh_db)
 
 
-def test_a_data_directory_with_a_space_and_a_percent(tmp_path: Path, project_dir: Path) -> None:
+def test_a_data_directory_with_a_space_and_a_percent(tmp_path: Path, project_dir: Path,
+                                                   request: pytest.FixtureRequest) -> None:
     """The URL handed over survives ConfigParser and create_engine whatever the socket path."""
-    pgdata = tmp_path / "pg data 100%" / "pgdata"
+    # Short enough for the socket to live in the data directory itself (a deeper one moves
+    # it to /tmp/dbkit-<digest>), wherever pytest's own temporary folder is.
+    base = Path(tempfile.mkdtemp(prefix="d"))
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
+    pgdata = base / "pg data 100%" / "pgdata"
     backend = copy_project(CASES / "cached_settings", project_dir)
     env = squash_env(pgdata, "app", project_dir, backend)
     srv = EmbeddedServer(load_settings(project_dir, env))

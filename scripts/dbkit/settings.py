@@ -50,6 +50,7 @@ DEFAULTS: dict[str, str] = {
     "BACKEND_PYTHON": "",
     "URL_ENV": "",
     "TARGET_PG": "",
+    "TRUST_LANGUAGES": "",
 }
 # The checks db-validate-schema can run (CHECKS chooses; empty: all that apply).
 CHECK_NAMES = ("models", "chain", "registry")
@@ -82,6 +83,8 @@ class Settings:
     app_objects: str
     checks: tuple[str, ...] = ()  # chosen by CHECKS; () means all that apply
     allow_template_cache: bool = False
+    # restores: untrusted languages (plpython3u, c) whose functions a backup may create
+    trust_languages: tuple[str, ...] = ()
     # squash: a table with more seed rows, or more bytes of them, goes to a data file (COPY)
     seed_data_file_rows: int = 1000
     seed_data_file_bytes: int = 100000
@@ -284,6 +287,7 @@ def load_settings(
         app_objects=get("APP_OBJECTS"),
         checks=_checks(get("CHECKS")),
         allow_template_cache=_bool("ALLOW_TEMPLATE_CACHE", get("ALLOW_TEMPLATE_CACHE")),
+        trust_languages=tuple(p.strip() for p in get("TRUST_LANGUAGES").split(",") if p.strip()),
         seed_data_file_rows=int(_number("SEED_DATA_FILE_ROWS", get("SEED_DATA_FILE_ROWS"),
                                         low=0, high=10**12)),
         seed_data_file_bytes=int(_number("SEED_DATA_FILE_BYTES", get("SEED_DATA_FILE_BYTES"),

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,6 +18,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
+from dbkit.backup import sqlscan
 from dbkit.backup.manifest import (
     DUMP_PLAIN,
     Backup,
@@ -104,12 +107,51 @@ def restore_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def load_dump(server: Server, backup: Backup, dbname: str) -> None:
-    """Load a backup's dump into an (empty) database; the first error stops it."""
+def scan_archive(server: Server, dump: Path, trust: Collection[str] = ()) -> None:
+    """The SQL of every entry of an archive (``pg_restore -f -``: its script, streamed,
+    nothing loaded) read through ``sqlscan`` before anything of it runs."""
+    docker = server.mode == "docker"
+    inv = server.tool("pg_restore", ["--no-password", "-f", "-",
+                                     *([] if docker else [str(dump)])])
+    with (dump.open("rb") if docker else open(os.devnull, "rb")) as archive, \
+            tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(inv.argv, env=inv.env, stdout=subprocess.PIPE,
+                                    stderr=errors, stdin=archive)
+        except OSError as err:
+            raise ToolError(f"cannot run {inv.argv[0]}: {err.strerror}") from err
+        refused: sqlscan.NotData | None = None
+        try:
+            assert proc.stdout is not None
+            sqlscan.require_harmless(proc.stdout, f"the archive {dump}", trust)
+            proc.stdout.read()
+        except sqlscan.NotData as err:
+            refused = err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            if proc.stdout is not None:
+                proc.stdout.close()
+            code = proc.wait()
+        # An archive pg_restore cannot read to its end (truncated) also ends its script
+        # mid-statement: pg_restore's own error is the true reason then.
+        if code not in (0, -9):
+            errors.seek(0)
+            raise ToolError(f"pg_restore failed (exit {code}): "
+                            f"{tools.mask(tools.stderr_tail(errors.read()), inv.secrets)}")
+        if refused is not None:
+            raise refused
+
+
+def load_dump(server: Server, backup: Backup, dbname: str,
+              trust: Collection[str] = ()) -> None:
+    """Load a backup's dump into an (empty) database; the first error stops it. What it
+    would run is read through first (``sqlscan``): a backup is data, never code."""
     dump = backup.dump
     assert dump is not None
     _require_streamable(backup, server)
     if reader_tool(dump) == "pg_restore":
+        scan_archive(server, dump, trust)
         if unknown_settings(server.major):
             # pg_restore 17+ SETs transaction_timeout whatever the server: an older server
             # gets the archive as the SQL script pg_restore writes, without those lines.
@@ -124,7 +166,7 @@ def load_dump(server: Server, backup: Backup, dbname: str) -> None:
             tools.run(server.tool("pg_restore", [*args, "-j", str(restore_jobs()), str(dump)],
                                   dbname), what="pg_restore")
     else:
-        load_sql(server, dump, dbname)
+        load_sql(server, dump, dbname, trust=trust)
 
 
 def restore_through_script(server: Server, dump: Path, dbname: str) -> None:
@@ -153,27 +195,36 @@ def restore_through_script(server: Server, dump: Path, dbname: str) -> None:
                             f"{tools.mask(tools.stderr_tail(errors.read()), inv.secrets)}")
 
 
-def load_sql(server: Server, path: Path, dbname: str) -> None:
-    """Run an SQL file (a plain dump) with psql, streamed in; the first error stops it."""
+def load_sql(server: Server, path: Path, dbname: str, *, written_now: bool = False,
+             trust: Collection[str] = ()) -> None:
+    """Run an SQL file (a plain dump) with psql, streamed in; the first error stops it.
+    Read through first (``sqlscan``): nothing runs when it holds what pg_dump never writes;
+    not a file pg_dump ``written_now`` into a folder only this process writes."""
     with path.open("rb") as fh:
-        _psql_load(server, dbname, fh, what=str(path))
+        key = sqlscan.require_harmless(fh, str(path), trust) if not written_now else \
+            sqlscan.dump_key(fh)
+    with path.open("rb") as fh:
+        _psql_load(server, dbname, fh, what=str(path), dump_key=key)
 
 
-def _psql_load(server: Server, dbname: str, src: BinaryIO, *, what: str) -> None:
-    """psql reads ``src``; on a server older than a setting the dump's header SETs
-    (``_NEW_SETTINGS``), through a pipe without those lines."""
+def _psql_load(server: Server, dbname: str, src: BinaryIO, *, what: str,
+               dump_key: bytes | None = None) -> None:
+    """psql reads ``src`` through a pipe: in its restricted mode under a key of dbkit's own
+    (``\\restrict``: every meta-command refused, where psql knows it), without the dump's
+    own ``\\restrict``/``\\unrestrict`` lines (``dump_key``) and, on a server older than a
+    setting the dump's header SETs (``_NEW_SETTINGS``), without those lines."""
     args = ["--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname]
     inv = server.tool("psql", args, dbname)
-    if not unknown_settings(server.major):
-        tools.run(inv, stdin=src, stdout=subprocess.DEVNULL, what="psql")
-        return
     read_fd, write_fd = os.pipe()
     failed: list[OSError] = []
+    own_key = secrets.token_hex(24).encode() if psql_restricts(server) else None
 
     def feed() -> None:
         try:
             with os.fdopen(write_fd, "wb") as out:
-                copy_without_settings(src, out, server.major)
+                if own_key is not None:
+                    out.write(b"\\restrict " + own_key + b"\n")
+                copy_without_settings(src, out, server.major, dump_key)
         except BrokenPipeError:
             pass  # psql stopped reading: its own error says why
         except OSError as err:
@@ -195,20 +246,50 @@ def unknown_settings(server_major: int) -> tuple[str, ...]:
     return tuple(name for name, since in _NEW_SETTINGS.items() if server_major < since)
 
 
-def copy_without_settings(src: BinaryIO, out: BinaryIO, server_major: int) -> None:
-    """Copy a plain dump, leaving out its header's SETs of settings the server lacks."""
+def copy_without_settings(src: BinaryIO, out: BinaryIO, server_major: int,
+                          dump_key: bytes | None = None) -> None:
+    """Copy a plain dump, leaving out its header's SETs of settings the server lacks and
+    pg_dump's own ``\\restrict``/``\\unrestrict`` lines (dbkit's key stands instead)."""
     names = "|".join(re.escape(n) for n in unknown_settings(server_major))
     pattern = re.compile(rf"^SET ({names}) = ".encode()) if names else None
     for _ in range(_HEADER_LINES):
         line = src.readline()
         if not line:
             return
+        own = re.match(rb"^\\restrict ([A-Za-z0-9]+)\s*$", line)
+        if own and dump_key in (None, own.group(1)):  # pg_restore -f writes one of its own
+            dump_key = own.group(1)
+            continue
         if pattern is None or not pattern.match(line):
             out.write(line)
-    shutil.copyfileobj(src, out, 1024 * 1024)
+    if dump_key is None:
+        shutil.copyfileobj(src, out, 1024 * 1024)
+        return
+    closing = b"\\unrestrict " + dump_key
+    for line in src:  # the closing line is the last one; data lines pass as they are
+        if line.rstrip() != closing:
+            out.write(line)
 
 
-def compare_with_manifest(server: Server, dbname: str, backup: Backup) -> list[str]:
+# psql's restricted mode (\restrict, CVE-2025-8714) came in these minor releases.
+_RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+
+
+def psql_restricts(server: Server) -> bool:
+    """Whether the psql that loads here knows ``\\restrict``."""
+    try:
+        text = tools.run(server.tool("psql", ["--version"]), what="psql --version").stdout
+    except ToolError:
+        return False
+    match = re.search(rb"(\d+)(?:\.(\d+))?", text)
+    if not match:
+        return False
+    major, minor = int(match.group(1)), int(match.group(2) or 0)
+    return major >= 18 or minor >= _RESTRICT_SINCE.get(major, 10**6)
+
+
+def compare_with_manifest(server: Server, dbname: str, backup: Backup,
+                          trust: Collection[str] = ()) -> list[str]:
     """Where a database differs from the schema fingerprint and row counts of a manifest.
 
     A backup taken on an older major: the same schema reads differently from a newer
@@ -228,7 +309,8 @@ def compare_with_manifest(server: Server, dbname: str, backup: Backup) -> list[s
     expected = manifest.get("schema_fingerprint")
     source = _major(manifest.get("server_version"))
     if source is not None and source != server.major and (backup.path / "schema.sql").is_file():
-        expected = recreated_fingerprint(server, backup.path / "schema.sql", matviews)
+        expected = recreated_fingerprint(server, backup.path / "schema.sql", matviews,
+                                        trust=trust)
     if fingerprint != expected:
         problems.append("the schema differs from the one recorded in the manifest")
     expected = manifest.get("row_counts") or {}
@@ -242,16 +324,17 @@ def compare_with_manifest(server: Server, dbname: str, backup: Backup) -> list[s
     return problems
 
 
-def trial_restore(server: Server, backup: Backup, out: Console, dbname: str) -> None:
+def trial_restore(server: Server, backup: Backup, out: Console, dbname: str,
+                  trust: Collection[str] = ()) -> None:
     """Load into ``dbname`` and compare with the manifest; BackupCorrupt if they differ."""
     with out.step(f"Restoring {backup.name} into a scratch database"):
         try:
-            load_dump(server, backup, dbname)
+            load_dump(server, backup, dbname, trust)
         except ToolError as err:
             raise BackupCorrupt(f"backup {backup.name} does not restore: {err.message}; "
                                 "nothing was changed") from None
     with out.step("Comparing it with the manifest (schema fingerprint, row counts)"):
-        problems = compare_with_manifest(server, dbname, backup)
+        problems = compare_with_manifest(server, dbname, backup, trust)
     if problems:
         raise BackupCorrupt(
             f"backup {backup.name} restores to something else than it recorded: "
@@ -260,7 +343,8 @@ def trial_restore(server: Server, backup: Backup, out: Console, dbname: str) -> 
         )
 
 
-def verify_backup(server: Server | None, backup: Backup, out: Console) -> list[str]:
+def verify_backup(server: Server | None, backup: Backup, out: Console,
+                  trust: Collection[str] = ()) -> list[str]:
     """Every check a backup can pass; the problems found (none: it is good)."""
     with out.step(f"Checking the checksums of {len(backup.manifest['files'])} files"):
         problems = check_files(backup)
@@ -276,7 +360,7 @@ def verify_backup(server: Server | None, backup: Backup, out: Console) -> list[s
                 entries = list_archive(server, backup)
             out.say(f"  {entries} entries")
         with scratch.scratch_database(server, "verify") as dbname:
-            trial_restore(server, backup, out, dbname)
+            trial_restore(server, backup, out, dbname, trust)
     except ToolError as err:
         problems.append(err.message)
     except BackupCorrupt as err:
@@ -293,7 +377,8 @@ def populated_matviews(conn: psycopg2.extensions.connection) -> list[str]:
         return [row[0] for row in cur.fetchall()]
 
 
-def recreated_fingerprint(server: Server, schema_sql: Path, matviews: list[str]) -> str:
+def recreated_fingerprint(server: Server, schema_sql: Path, matviews: list[str], *,
+                          written_now: bool = False, trust: Collection[str] = ()) -> str:
     """The schema fingerprint of what this dump recreates: schema.sql loaded into a scratch
     database, its populated materialized views refreshed as a restore would.
 
@@ -304,7 +389,7 @@ def recreated_fingerprint(server: Server, schema_sql: Path, matviews: list[str])
     """
     with scratch.scratch_database(server, "schemacheck") as dbname:
         try:
-            load_sql(server, schema_sql, dbname)
+            load_sql(server, schema_sql, dbname, written_now=written_now, trust=trust)
         except ToolError as err:
             raise ToolError(f"the schema dump does not load into a scratch database, so this "
                             f"backup could never be restored: {err.message}") from None

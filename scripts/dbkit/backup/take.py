@@ -326,7 +326,7 @@ def dump_database(server: Server, d: Draft, dbname: str, fmt: str) -> dict[str, 
             schema_error = schema.exception()
             if failed is None and schema_error is None:
                 fingerprint = pool.submit(recreated_fingerprint, server,
-                                          d.path / "schema.sql", matviews)
+                                          d.path / "schema.sql", matviews, written_now=True)
             data.result()  # the data dump's failure is the better message: raise it first
             if schema_error is not None:
                 raise schema_error

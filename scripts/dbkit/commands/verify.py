@@ -22,7 +22,7 @@ def backup_verify(settings: Settings, out: Console, *, backup: str = "") -> None
         server = get_server(settings)
         server.ensure_running(out)
         scratch.sweep_stale(server)
-    problems = verify_backup(server, chosen, out)
+    problems = verify_backup(server, chosen, out, settings.trust_languages)
     chosen.manifest["verification"] = {
         "verified_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "ok": not problems,

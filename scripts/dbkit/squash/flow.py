@@ -5,6 +5,9 @@ new versions directory is staged beside the old one and proven (Alembic pointed 
 ``version_locations``) before two renames put it in place; a failure or Ctrl-C at any step
 leaves the versions directory byte for byte as it was (checked against sha256 sums) and no
 scratch database behind.
+
+Long because the steps share one plan and one clean-up stack: split, each part would pass
+the stack and the plan around and the order of undo would be harder to read.
 """
 
 from __future__ import annotations

@@ -1,0 +1,247 @@
+"""A backup is data, never code: the SQL a dump loads is read through before any of it runs.
+
+A manifest proves the files are the ones dbkit wrote, not that they are harmless: anyone who
+can write the backups folder could add ``\\! rm -rf ~`` or ``\\connect <another database>``
+(psql meta-commands), or ``COPY ... TO PROGRAM`` (SQL the server runs as its OS user) and
+update the checksums. So the script a dump loads (a plain dump as psql reads it; an archive as
+``pg_restore -f -`` writes it) is scanned first, the way psql itself splits it (quotes,
+dollar-quoted bodies, comments, ``COPY ... FROM stdin`` data up to ``\\.``), and refused when
+it holds anything pg_dump of a normal database does not write:
+
+- any psql meta-command (a backslash outside quotes), except pg_dump's own ``\\restrict KEY``
+  first and ``\\unrestrict KEY`` last (17.6+, 16.10+, 15.14+, 14.19+);
+- any statement whose form pg_dump does not write (``COPY`` other than ``FROM stdin``, a
+  ``SELECT`` other than pg_dump's own catalog calls, ``DO``, ``CALL``, roles, databases,
+  ``ALTER SYSTEM``, ``SET ROLE``, ``LOAD`` …);
+- a function in language C or in an untrusted language (created as a superuser, it can run
+  anything the server's OS user can, and an index or CHECK using it runs it during the load);
+  pg_dump writes these for a database that has them, so the setting ``TRUST_LANGUAGES``
+  (``plpython3u,c``) names the ones the user vouches for. A backup is taken either way.
+
+The loader then runs psql in its restricted mode with a key of its own (``\\restrict``), so a
+meta-command the scan missed is refused by psql too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+
+from dbkit.errors import BackupCorrupt
+
+
+class NotData(BackupCorrupt):
+    """The SQL a backup would load holds something pg_dump never writes: it is not run."""
+
+# The statement forms pg_dump (and pg_restore -f) write, on the statement's text with every
+# quoted part, dollar-quoted body and comment taken out and spaces collapsed (upper case).
+_ALLOWED = [re.compile(p) for p in (
+    r"SET (?!ROLE\b|SESSION\b|LOCAL ROLE\b|LOCAL SESSION\b)\w+ (=|TO) ",
+    r"SELECT PG_CATALOG\.(SET_CONFIG|SETVAL|LO_CREATE|LO_OPEN|LOWRITE|LO_CLOSE)\s*\(",
+    r"CREATE (?!ROLE\b|USER\b|GROUP\b|DATABASE\b|TABLESPACE\b|SUBSCRIPTION\b)",
+    r"ALTER (?!SYSTEM\b|ROLE\b|USER\b|GROUP\b|DATABASE\b|TABLESPACE\b|SUBSCRIPTION\b)",
+    r"COMMENT ON ", r"SECURITY LABEL ", r"GRANT ", r"REVOKE ",
+    r"REFRESH MATERIALIZED VIEW ",
+    r"COPY [^()]+( \([^()]*\))? FROM STDIN( WITH .*)?$",
+    r"BEGIN$", r"COMMIT$",
+)]
+_COPY_IN = re.compile(r"^COPY\b.*\bFROM STDIN\b")
+_FUNCTION = re.compile(r"^CREATE (OR REPLACE )?(FUNCTION|PROCEDURE|AGGREGATE)\b")
+_LANGUAGE = re.compile(r"\bLANGUAGE (\w+)")
+# Languages a non-superuser may not create functions in: they reach the operating system.
+_UNTRUSTED = {"C", "INTERNAL", "PLPYTHONU", "PLPYTHON3U", "PLPYTHON2U", "PLPERLU", "PLTCLU",
+              "PLRUBYU", "PLV8U", "PLSHU", "PLSH", "PLLUAU", "PLRU", "PLR", "PLJAVAU"}
+_RESTRICT = re.compile(rb"^\\(restrict|unrestrict) ([A-Za-z0-9]+)\s*$")
+_IDENT = re.compile(r"[A-Za-z0-9_]")
+
+
+TRUST = "TRUST_LANGUAGES"  # the setting naming the languages the user vouches for
+
+
+@dataclass
+class Finding:
+    line: int
+    what: str
+    own: bool = True  # pg_dump never writes it (else: it may, but it can reach the OS)
+
+
+class _Scanner:
+    """psql's view of a script, line by line: what is a statement, what is data."""
+
+    def __init__(self, trust: Collection[str] = ()) -> None:
+        self.trust = {lang.upper() for lang in trust}
+        self.lineno = 0
+        self.copy_data = False
+        self.quote: str | None = None  # "'", "E'", '"', "$tag$", "/*" (nested: depth)
+        self.depth = 0
+        self.skeleton: list[str] = []
+        self.start = 0  # the line the statement began on
+        self.restrict_key: bytes | None = None
+        self.unrestricted = False
+        self.seen_statement = False
+
+    def feed(self, raw: bytes) -> Iterator[Finding]:
+        self.lineno += 1
+        if self.copy_data:
+            if raw.rstrip(b"\r\n") == b"\\.":
+                self.copy_data = False
+            return
+        if self.unrestricted and raw.strip():
+            yield Finding(self.lineno, "text after pg_dump's closing \\unrestrict line")
+            return
+        if self.quote is None and not "".join(self.skeleton).strip():
+            match = _RESTRICT.match(raw)
+            if match:
+                yield from self._restrict(match)
+                return
+        line = raw.decode("utf-8", errors="replace")
+        yield from self._lex(line)
+
+    def _restrict(self, match: re.Match[bytes]) -> Iterator[Finding]:
+        kind, key = match.group(1), match.group(2)
+        if kind == b"restrict" and self.restrict_key is None and not self.seen_statement:
+            self.restrict_key = key
+        elif kind == b"unrestrict" and key == self.restrict_key:
+            self.unrestricted = True
+        else:
+            yield Finding(self.lineno, f"a psql \\{kind.decode()} line where pg_dump writes none")
+
+    def _lex(self, line: str) -> Iterator[Finding]:
+        i, n = 0, len(line)
+        if not self.skeleton or not "".join(self.skeleton).strip():
+            self.start = self.lineno
+        while i < n:
+            c = line[i]
+            if self.quote is not None:
+                i = self._in_quote(line, i)
+                continue
+            if c == "-" and line.startswith("--", i):
+                break  # a comment to the end of the line
+            if c == "/" and line.startswith("/*", i):
+                self.quote, self.depth = "/*", 1
+                i += 2
+                continue
+            if c == "\\":
+                yield Finding(self.lineno, f"a psql meta-command ({_shown(line[i:])})")
+                return
+            if c == "'":
+                escaped = i > 0 and line[i - 1] in "eE" and (i < 2 or not _IDENT.match(line[i - 2]))
+                self.quote = "E'" if escaped else "'"
+                self.skeleton.append(" '' ")
+                i += 1
+                continue
+            if c == '"':
+                self.quote = '"'
+                self.skeleton.append(' "" ')
+                i += 1
+                continue
+            if c == "$" and (i == 0 or not _IDENT.match(line[i - 1])):
+                match = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$", line[i:])
+                if match:
+                    self.quote = match.group(0)
+                    self.skeleton.append(" $$ ")
+                    i += len(match.group(0))
+                    continue
+            if c == ";":
+                yield from self._statement()
+                i += 1
+                continue
+            self.skeleton.append(c)
+            i += 1
+        self.skeleton.append(" ")
+
+    def _in_quote(self, line: str, i: int) -> int:
+        q = self.quote
+        assert q is not None
+        if q == "/*":
+            if line.startswith("*/", i):
+                self.depth -= 1
+                if self.depth == 0:
+                    self.quote = None
+                return i + 2
+            if line.startswith("/*", i):
+                self.depth += 1
+                return i + 2
+            return i + 1
+        if q in ("'", "E'", '"'):
+            close = '"' if q == '"' else "'"
+            if q == "E'" and line[i] == "\\":
+                return i + 2
+            if line[i] == close:
+                if line.startswith(close * 2, i):
+                    return i + 2
+                self.quote = None
+            return i + 1
+        end = line.find(q, i)  # a dollar quote: its tag again
+        if end < 0:
+            return len(line)
+        self.quote = None
+        return end + len(q)
+
+    def _statement(self) -> Iterator[Finding]:
+        text = re.sub(r"\s+", " ", "".join(self.skeleton)).strip().upper()
+        self.skeleton = []
+        if not text:
+            return
+        self.seen_statement = True
+        if not any(p.match(text) for p in _ALLOWED):
+            yield Finding(self.start, f"a statement pg_dump does not write ({_shown(text)})")
+            return
+        if _FUNCTION.match(text):
+            for lang in _LANGUAGE.findall(text):
+                if lang in _UNTRUSTED and lang not in self.trust:
+                    yield Finding(self.start, f"a function in language {lang.lower()}, which "
+                                  "can reach the operating system (if it is yours, "
+                                  f"{TRUST}={lang.lower()} lets dbkit load it)", own=False)
+        if _COPY_IN.match(text):
+            self.copy_data = True
+
+    def end(self) -> Iterator[Finding]:
+        if self.quote is not None and self.quote != "/*":
+            yield Finding(self.lineno, "a quote that never closes")
+        elif "".join(self.skeleton).strip():
+            yield from self._statement()
+        if self.restrict_key is not None and not self.unrestricted:
+            yield Finding(self.lineno, "pg_dump's \\restrict line without its \\unrestrict")
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+def findings(lines: Iterable[bytes]) -> Iterator[Finding]:
+    scanner = _Scanner()
+    for raw in lines:
+        yield from scanner.feed(raw)
+    yield from scanner.end()
+
+
+def require_harmless(lines: Iterable[bytes], what: str,
+                     trust: Collection[str] = ()) -> bytes | None:
+    """Refused (one line) at the first thing pg_dump would not have written; else the key of
+    pg_dump's own ``\\restrict`` line (None when it wrote none)."""
+    scanner = _Scanner(trust)
+    for found in _all(scanner, lines):
+        why = "pg_dump never writes this, so dbkit" if found.own else "dbkit"
+        raise NotData(f"{what}, line {found.line}: {found.what}; {why} will not load it (a "
+                      "backup is data, never code); nothing was run and nothing was changed")
+    return scanner.restrict_key
+
+
+def _all(scanner: _Scanner, lines: Iterable[bytes]) -> Iterator[Finding]:
+    for raw in lines:
+        yield from scanner.feed(raw)
+    yield from scanner.end()
+
+
+def dump_key(lines: Iterable[bytes], head: int = 40) -> bytes | None:
+    """The key of pg_dump's ``\\restrict`` line near the top, unscanned (a dump just written)."""
+    for n, raw in enumerate(lines):
+        match = _RESTRICT.match(raw)
+        if match and match.group(1) == b"restrict":
+            return match.group(2)
+        if n >= head:
+            break
+    return None

@@ -1,0 +1,183 @@
+"""A backup is data, never code: a backup whose checksums were rewritten after its SQL was
+changed to run commands is refused by verify and restore-full before any statement runs:
+no file appears, the database and its neighbours are unchanged. And a real database whose
+rows and function bodies hold such text backs up, verifies and restores."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from backup_helpers import (
+    databases,
+    execute,
+    fill,
+    folder_state,
+    make_project,
+    one_line_error,
+    state,
+    upgrade,
+)
+
+from conftest import run_cli
+from dbkit.backup.manifest import Backup, read_manifest, write_manifest
+from dbkit.files import file_digest
+from dbkit.pg import scratch
+from dbkit.pg.embedded import EmbeddedServer
+
+PADDING = "x" * 240
+# Text a normal database may hold: backslash lines inside a function body and a string,
+# a semicolon in a comment. pg_dump writes it as it is; psql never sees a command in it.
+ODD_FUNCTION = """CREATE FUNCTION public.odd_text() RETURNS text LANGUAGE plpgsql AS $body$
+BEGIN
+  -- a ; in a comment, and a 'quote
+  RETURN '
+\\! not a command
+\\connect nowhere';
+END $body$"""
+
+
+def backup(env: dict[str, str], cwd: Path, *argv: str) -> Path:
+    folder = Path(env["BACKUP_DIR"])
+    before = set(folder.iterdir()) if folder.exists() else set()
+    result = run_cli(["backup-full", *argv], env, cwd=cwd)
+    assert result.code == 0, result.err
+    (made,) = set(folder.iterdir()) - before
+    return made
+
+
+def tampered(good: Path, name: str, file: str, change: Any) -> str:
+    """A copy of ``good`` with ``file`` changed and the manifest's checksum made to match,
+    as someone who can write the backups folder would do."""
+    target = good.parent / name
+    shutil.copytree(good, target)
+    path = target / file
+    path.write_bytes(change(path.read_bytes()))
+    made = Backup(target.name, target, read_manifest(target))
+    made.manifest["files"][file] = file_digest(path)
+    write_manifest(target, made.manifest)
+    return name
+
+
+@pytest.fixture(scope="module")
+def shelf(tmp_path_factory: pytest.TempPathFactory, pgdata: Path,
+          server: EmbeddedServer) -> Iterator[dict[str, Any]]:
+    project_dir = tmp_path_factory.mktemp("data") / "project"
+    project_dir.mkdir()
+    # Where the server's OS user could write: a command that ran would leave the file.
+    open_dir = Path(tempfile.mkdtemp(prefix="dbkit-open-"))
+    open_dir.chmod(0o777)
+    marker = open_dir / "pwned"
+    with scratch.scratch_database(server, "isdata") as dbname, \
+            scratch.scratch_database(server, "neighbour") as neighbour:
+        env = make_project(project_dir, pgdata, dbname)
+        upgrade(env, server, dbname)
+        fill(server, dbname, genes=40)
+        execute(server, dbname, ODD_FUNCTION,
+                "INSERT INTO genes (symbol, notes) "
+                "VALUES ('ODD', E'\\\\! touch x\\n\\\\connect y;')",
+                f"COMMENT ON TABLE genes IS '{PADDING}'")
+        custom = backup(env, project_dir)
+        plain = backup(env, project_dir, "--format", "plain")
+        comment = f"COMMENT ON TABLE public.genes IS '{PADDING}';".encode()
+        program = f"COPY (SELECT 1) TO PROGRAM 'touch {marker}';".encode()
+
+        def same_length(data: bytes) -> bytes:  # a TOC entry's text, rewritten in place
+            assert comment in data
+            swapped = program + b" --" + b"x" * (len(comment) - len(program) - 3)
+            return data.replace(comment, swapped)
+
+        def after_header(text: bytes) -> Any:
+            def apply(data: bytes) -> bytes:
+                head, sep, rest = data.partition(b"SET statement_timeout = 0;\n")
+                assert sep
+                return head + sep + text + rest
+            return apply
+
+        names = {
+            "custom": custom.name, "plain": plain.name,
+            "custom program": tampered(custom, "20000101_000001", "database_full.dump",
+                                       same_length),
+            "plain shell": tampered(plain, "20000101_000002", "database_full.sql",
+                                    after_header(f"\\! touch {marker}\n".encode())),
+            "plain connect": tampered(plain, "20000101_000003", "database_full.sql", after_header(
+                f"\\connect {neighbour}\nCREATE TABLE pwned (x int);\n".encode())),
+            "plain program": tampered(plain, "20000101_000004", "database_full.sql",
+                                      after_header(program + b"\n")),
+            "plain do": tampered(plain, "20000101_000005", "database_full.sql", after_header(
+                f"DO $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {marker}'''; "
+                "END $$;\n".encode())),
+        }
+        yield {"env": env, "cwd": project_dir, "names": names, "db": dbname, "marker": marker,
+               "neighbour": neighbour, "state": state(server, dbname),
+               "neighbour_state": state(server, neighbour),
+               "databases": databases(server)}
+    shutil.rmtree(open_dir, ignore_errors=True)
+
+
+TAMPERED = [
+    ("custom program", "a statement pg_dump does not write (COPY"),
+    ("plain shell", "a psql meta-command (\\! touch"),
+    ("plain connect", "a psql meta-command (\\connect"),
+    ("plain program", "a statement pg_dump does not write (COPY"),
+    ("plain do", "a statement pg_dump does not write (DO"),
+]
+
+
+@pytest.mark.parametrize(("key", "message"), TAMPERED, ids=[t[0] for t in TAMPERED])
+@pytest.mark.parametrize("verb", ["backup-verify", "restore-full"])
+def test_a_tampered_backup_runs_nothing(shelf: dict[str, Any], server: EmbeddedServer,
+                                        key: str, message: str, verb: str) -> None:
+    env = {**shelf["env"], "CONFIRM": "restore", "BACKUP": shelf["names"][key]}
+    backups = folder_state(Path(shelf["env"]["BACKUP_DIR"]))
+    result = run_cli([verb], env, cwd=shelf["cwd"])
+    assert result.code == 1, result.err
+    line = one_line_error(result.err)
+    assert message in line and "nothing was run" in line, line
+    assert not shelf["marker"].exists()
+    assert state(server, shelf["db"]) == shelf["state"]
+    assert state(server, shelf["neighbour"]) == shelf["neighbour_state"]
+    assert databases(server) == shelf["databases"]
+    if verb == "restore-full":  # verify writes its verdict into the manifest; restore nothing
+        assert folder_state(Path(shelf["env"]["BACKUP_DIR"])) == backups
+
+
+@pytest.mark.parametrize("key", ["custom", "plain"])
+def test_text_that_looks_like_commands_is_data(shelf: dict[str, Any], server: EmbeddedServer,
+                                               key: str) -> None:
+    """Backslash lines in a function body and in rows do not make a real backup refused."""
+    env = {**shelf["env"], "BACKUP": shelf["names"][key]}
+    verify = run_cli(["backup-verify"], env, cwd=shelf["cwd"])
+    assert verify.code == 0, verify.err
+    conn = server.connect(shelf["db"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT public.odd_text()")
+            assert "\\! not a command" in cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_a_function_in_an_untrusted_language_needs_trust(
+        tmp_path: Path, pgdata: Path, server: EmbeddedServer) -> None:
+    """pg_dump writes a superuser's function in language internal as it is: the backup is
+    taken, verify refuses it naming the setting, and passes with TRUST_LANGUAGES=internal."""
+    project_dir = tmp_path / "project"
+    project_dir.mkdir()
+    with scratch.scratch_database(server, "untrusted") as dbname:
+        env = make_project(project_dir, pgdata, dbname)
+        upgrade(env, server, dbname)
+        execute(server, dbname, "CREATE FUNCTION public.shout(text) RETURNS text "
+                "LANGUAGE internal IMMUTABLE STRICT AS 'upper'")
+        made = backup(env, project_dir)
+        refused = run_cli(["backup-verify", "--backup", made.name], env, cwd=project_dir)
+        assert refused.code == 1
+        assert "a function in language internal" in one_line_error(refused.err)
+        assert "TRUST_LANGUAGES=internal" in one_line_error(refused.err)
+        trusted = run_cli(["backup-verify", "--backup", made.name],
+                          {**env, "TRUST_LANGUAGES": "internal"}, cwd=project_dir)
+        assert trusted.code == 0, trusted.err
