@@ -32,6 +32,7 @@ from dbkit.commands import (
 )
 from dbkit.console import Console
 from dbkit.errors import ConfigError, DbkitError
+from dbkit.pg import locks
 from dbkit.project.recovery import repair
 from dbkit.safety import YES
 from dbkit.settings import Settings, _bool, load_settings
@@ -164,6 +165,7 @@ def run(
     console = Console(out, err=err, quiet=args.quiet, stdin=stdin,
                       colour=None if "NO_COLOR" not in environ else False)
     options: dict = {}
+    settings: Settings | None = None
     try:
         if args.verb in NO_SETTINGS:
             return int(fn(None, console, **verb_options(fn, args, {})) or 0)
@@ -200,6 +202,13 @@ def run(
         err.write(f"dbkit {args.verb}: error: {exc.strerror or exc}{where}\n")
         return 2
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, traceback on --debug
+        if settings is not None and locks.timed_out(exc):
+            # Not a bug: a statement of dbkit's own met LOCK_WAIT_TIMEOUT (pg/locks.py).
+            if args.debug:
+                err.write(console.mask(traceback.format_exc().rstrip()) + "\n")
+            err.write(f"dbkit {args.verb}: error: "
+                      f"{console.mask(locks.waited_in(settings, exc, 'dbkit ' + args.verb))}\n")
+            return 2
         if args.debug:
             err.write(console.mask(traceback.format_exc().rstrip()) + "\n")
         err.write(f"dbkit {args.verb}: internal error: {type(exc).__name__}: "

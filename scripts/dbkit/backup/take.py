@@ -42,7 +42,7 @@ from dbkit.backup.manifest import (
 from dbkit.console import Console, mask
 from dbkit.errors import ConfigError, DbkitError, ServerUnreachable
 from dbkit.files import fsync_dir
-from dbkit.pg import catalog, tools
+from dbkit.pg import catalog, locks, tools
 from dbkit.pg.server import Server
 from dbkit.project import versions
 from dbkit.project.chain import AlembicProject
@@ -264,7 +264,12 @@ def take_full_backup(
         # An Alembic child process takes a moment: it reads the chain while pg_dump works.
         reading = pool.submit(project.backup_info, dbname)
         with out.step(f"Dumping {dbname} ({fmt} format) and checking its schema loads"):
-            facts = dump_database(server, d, dbname, fmt)
+            try:
+                facts = dump_database(server, d, dbname, fmt)
+            except DbkitError as err:
+                if locks.timed_out(err):
+                    raise DbkitError(locks.waited(server, dbname, "the backup")) from None
+                raise
         info = checked_info(project, out, reading.result())
         with out.step("Backing up the migrations"):
             copy_migrations(d, Path(info["versions_dir"]))
@@ -297,6 +302,9 @@ def dump_database(server: Server, d: Draft, dbname: str, fmt: str) -> dict[str, 
             snapshot = cur.fetchone()[0]
         reader = _snapshot_session(server, dbname, snapshot)
         common = ["--no-password", f"--snapshot={snapshot}"]
+        if server.settings.lock_wait_timeout > 0:
+            ms = int(server.settings.lock_wait_timeout * 1000)
+            common.append(f"--lock-wait-timeout={ms}")
         with ExitStack() as files, ThreadPoolExecutor(max_workers=2) as pool:
             schema_fh = files.enter_context(d.open("schema.sql"))
             if fmt == "directory":

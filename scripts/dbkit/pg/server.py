@@ -19,7 +19,7 @@ from psycopg2 import sql
 
 from dbkit.console import Console, mask
 from dbkit.errors import DbkitError, ServerUnreachable, first_line
-from dbkit.pg import tools
+from dbkit.pg import locks, tools
 from dbkit.retry import retry
 from dbkit.settings import Settings
 
@@ -122,6 +122,10 @@ class Server(ABC):
         """Connect, retrying while the server says it is starting up; one-line errors."""
         p = {"connect_timeout": "5", "application_name": "dbkit"}
         p.update({k: v for k, v in self.params(dbname).items() if v})
+        # Every wait on the app's locks is bounded (pg/locks.py), the URL's own options kept.
+        bound = locks.options(self.settings.lock_wait_timeout)
+        if bound:
+            p["options"] = f"{p['options']} {bound}" if p.get("options") else bound
         def attempt() -> psycopg2.extensions.connection:
             try:
                 conn = psycopg2.connect(**p)
