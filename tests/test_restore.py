@@ -530,6 +530,33 @@ def wait_paused(proc: subprocess.Popen) -> str:
     raise AssertionError(f"the restore ended (exit {proc.returncode}) before pausing")
 
 
+@pytest.mark.parametrize("step", ["scratch-loaded", "migrations-restored"])
+def test_sigterm_is_handled_as_ctrl_c(proj: dict[str, str], project_dir: Path,
+                                      server: EmbeddedServer, fresh_db: str, step: str) -> None:
+    """SIGTERM (a CI timeout, kill) cleans up as Ctrl-C does: before the swap the database is
+    as it was, after it the restore is finished; no scratch database left; exit 143."""
+    made = backup(proj, project_dir)
+    change(server, fresh_db)
+    before, others = state(server, fresh_db), databases(server)
+    env = {**proj, "BACKUP": made.name, "CONFIRM": "restore"}
+    proc = start_restore(env, project_dir, pause_at=step)
+    try:
+        assert wait_paused(proc) == step
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err
+    left = databases(server) - others
+    if step == "scratch-loaded":
+        assert state(server, fresh_db) == before and left == set()
+    else:  # after the swap: restored, the old database kept as a Ctrl-C leaves it
+        assert state(server, fresh_db) != before
+        assert left == set(previous_databases(server, fresh_db)) and len(left) == 1
+
+
 @pytest.mark.slow
 def test_kill_9_at_any_moment_leaves_the_current_database_intact(
     proj: dict[str, str], project_dir: Path, server: EmbeddedServer, fresh_db: str

@@ -34,6 +34,7 @@ from dbkit.console import Console
 from dbkit.errors import ConfigError, DbkitError
 from dbkit.pg import locks
 from dbkit.project.recovery import repair
+from dbkit.retry import Terminated, terminate_like_interrupt
 from dbkit.safety import YES
 from dbkit.settings import Settings, _bool, load_settings
 
@@ -192,6 +193,9 @@ def run(
         if exc.detail and not args.quiet:
             err.write(console.mask(exc.detail.rstrip()) + "\n")
         return exc.exit_code
+    except Terminated:
+        err.write(f"\ndbkit {args.verb}: terminated (SIGTERM); cleaned up as for Ctrl-C\n")
+        return 143
     except KeyboardInterrupt:
         err.write(f"\ndbkit {args.verb}: interrupted\n")
         return 130
@@ -227,4 +231,5 @@ def active_secrets(settings: Settings) -> list[str]:
 
 
 def main() -> None:
+    terminate_like_interrupt()
     sys.exit(run(sys.argv[1:], sys.stdout, sys.stderr))

@@ -35,18 +35,35 @@ def retry(
     raise AssertionError("unreachable")  # attempts >= 1
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a CI runner's timeout, ``docker stop``): handled as Ctrl-C is, with
+    the same clean-up, and exit 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def terminate_like_interrupt() -> None:
+    """SIGTERM raises ``Terminated`` in the main thread, so every ``finally`` of a verb runs
+    (scratch databases dropped, unfinished backups removed, tools killed)."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
 @contextmanager
 def no_interrupt() -> Iterator[None]:
-    """Hold Ctrl-C for the steps inside; it is delivered (KeyboardInterrupt) once they end."""
+    """Hold Ctrl-C and SIGTERM for the steps inside; delivered once they end."""
     caught: list[int] = []
+    previous: dict[int, object] = {}
     try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
     except ValueError:  # not the main thread: signals only reach the main thread anyway
-        previous = None
+        pass
     try:
         yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
     if caught:
-        raise KeyboardInterrupt
+        raise Terminated if signal.SIGTERM in caught else KeyboardInterrupt
