@@ -5,6 +5,7 @@ rows and function bodies hold such text backs up, verifies and restores."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from backup_helpers import (
 )
 
 from conftest import run_cli
+from dbkit.backup.load import copy_without_settings
 from dbkit.backup.manifest import Backup, read_manifest, write_manifest
 from dbkit.files import file_digest
 from dbkit.pg import scratch
@@ -181,3 +183,12 @@ def test_a_function_in_an_untrusted_language_needs_trust(
         trusted = run_cli(["backup-verify", "--backup", made.name],
                           {**env, "TRUST_LANGUAGES": "internal"}, cwd=project_dir)
         assert trusted.code == 0, trusted.err
+
+
+def test_a_short_dump_loses_both_lines_of_its_own_key() -> None:
+    """The dump of an empty database ends within the header the loader reads line by line:
+    its closing ``\\unrestrict`` goes with the opening one (psql holds dbkit's key)."""
+    body = b"SET lock_timeout = 0;\nSELECT pg_catalog.set_config('a', '', false);\n"
+    out = io.BytesIO()
+    copy_without_settings(io.BytesIO(b"\\restrict K9\n" + body + b"\\unrestrict K9\n"), out, 18)
+    assert out.getvalue() == body

@@ -256,10 +256,10 @@ def copy_without_settings(src: BinaryIO, out: BinaryIO, server_major: int,
         line = src.readline()
         if not line:
             return
-        own = re.match(rb"^\\restrict ([A-Za-z0-9]+)\s*$", line)
-        if own and dump_key in (None, own.group(1)):  # pg_restore -f writes one of its own
-            dump_key = own.group(1)
-            continue
+        own = re.match(rb"^\\(un)?restrict ([A-Za-z0-9]+)\s*$", line)
+        if own and dump_key in (None, own.group(2)):  # pg_restore -f writes one of its own
+            dump_key = own.group(2)
+            continue  # a short dump ends inside these lines: its \unrestrict goes too
         if pattern is None or not pattern.match(line):
             out.write(line)
     if dump_key is None:
