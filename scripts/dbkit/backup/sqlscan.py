@@ -36,24 +36,49 @@ class NotData(BackupCorrupt):
 
 # The statement forms pg_dump (and pg_restore -f) write, on the statement's text with every
 # quoted part, dollar-quoted body and comment taken out and spaces collapsed (upper case).
+_SETTINGS = ("STATEMENT_TIMEOUT|LOCK_TIMEOUT|IDLE_IN_TRANSACTION_SESSION_TIMEOUT|"
+             "TRANSACTION_TIMEOUT|CLIENT_ENCODING|CHECK_FUNCTION_BODIES|XMLOPTION|"
+             "CLIENT_MIN_MESSAGES|ROW_SECURITY|DEFAULT_TABLESPACE|DEFAULT_TABLE_ACCESS_METHOD|"
+             "DEFAULT_WITH_OIDS")
 _ALLOWED = [re.compile(p) for p in (
-    r"SET (?!ROLE\b|SESSION\b|LOCAL ROLE\b|LOCAL SESSION\b)\w+ (=|TO) ",
-    r"SELECT PG_CATALOG\.(SET_CONFIG|SETVAL|LO_CREATE|LO_OPEN|LOWRITE|LO_CLOSE)\s*\(",
-    r"CREATE (?!ROLE\b|USER\b|GROUP\b|DATABASE\b|TABLESPACE\b|SUBSCRIPTION\b)",
-    r"ALTER (?!SYSTEM\b|ROLE\b|USER\b|GROUP\b|DATABASE\b|TABLESPACE\b|SUBSCRIPTION\b)",
+    rf"SET ({_SETTINGS}) = [^;]*$",
+    r"SET STANDARD_CONFORMING_STRINGS = ON$",  # off would change what a quote means
+    r"SELECT PG_CATALOG\.SET_CONFIG\( '' , '' , FALSE\)$",
+    r"SELECT PG_CATALOG\.SETVAL\( '' , -?\d+, (TRUE|FALSE)\)$",
+    r"SELECT PG_CATALOG\.LO_CREATE\( '' \)$",
+    r"SELECT PG_CATALOG\.LO_OPEN\( '' , \d+\)$",
+    r"SELECT PG_CATALOG\.LOWRITE\(0, '' \)$",
+    r"SELECT PG_CATALOG\.LO_CLOSE\(0\)$",
+    r"SELECT PG_CATALOG\.BINARY_UPGRADE_\w+\(",
+    r"CREATE (?!ROLE\b|USER (?!MAPPING\b)|GROUP\b|DATABASE\b|TABLESPACE\b|SUBSCRIPTION\b|"
+    r"EVENT TRIGGER\b|TEMP\b|TEMPORARY\b)",
+    r"ALTER (?!SYSTEM\b|ROLE\b|USER (?!MAPPING\b)|GROUP\b|DATABASE\b|TABLESPACE\b|"
+    r"SUBSCRIPTION\b|EVENT TRIGGER\b)",
     r"COMMENT ON ", r"SECURITY LABEL ", r"GRANT ", r"REVOKE ",
     r"REFRESH MATERIALIZED VIEW ",
-    r"COPY [^()]+( \([^()]*\))? FROM STDIN( WITH .*)?$",
+    r"COPY [^()]+( \([^()]*\))? FROM STDIN$",
     r"BEGIN$", r"COMMIT$",
 )]
-_COPY_IN = re.compile(r"^COPY\b.*\bFROM STDIN\b")
+# Forms inside an allowed statement that pg_dump never writes: a temporary object, a table
+# made from a query, an unquoted language name being the only form it writes.
+_NEVER = [(re.compile(p), what) for p, what in (
+    (r"\bPG_TEMP(_\d+)?\b", "a temporary object"),
+    (r"^CREATE (UNLOGGED )?TABLE [^(]*\bAS\b", "a table made from a query"),
+    (r"^CREATE (UNLOGGED )?TABLE .*\) AS (SELECT|WITH|VALUES|TABLE|EXECUTE)\b",
+     "a table made from a query"),
+    (r"\bLANGUAGE (''|\"\")", "a function whose language name is quoted"),
+    (r"\bPROGRAM ''", "a program for the server to run"),
+)]
+_COPY_IN = re.compile(r"^COPY\b.*\bFROM STDIN$")
 _FUNCTION = re.compile(r"^CREATE (OR REPLACE )?(FUNCTION|PROCEDURE|AGGREGATE)\b")
 _LANGUAGE = re.compile(r"\bLANGUAGE (\w+)")
 # Languages a non-superuser may not create functions in: they reach the operating system.
 _UNTRUSTED = {"C", "INTERNAL", "PLPYTHONU", "PLPYTHON3U", "PLPYTHON2U", "PLPERLU", "PLTCLU",
               "PLRUBYU", "PLV8U", "PLSHU", "PLSH", "PLLUAU", "PLRU", "PLR", "PLJAVAU"}
 _RESTRICT = re.compile(rb"^\\(restrict|unrestrict) ([A-Za-z0-9]+)\s*$")
-_IDENT = re.compile(r"[A-Za-z0-9_]")
+# The server's identifiers: ASCII letters, digits, _ and $ (not first), and any non-ASCII
+_WORD = re.compile(r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*")
+_TAG = re.compile(r"\$([A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)?\$")
 
 
 TRUST = "TRUST_LANGUAGES"  # the setting naming the languages the user vouches for
@@ -80,9 +105,17 @@ class _Scanner:
         self.restrict_key: bytes | None = None
         self.unrestricted = False
         self.seen_statement = False
+        # psql ends a statement at a ; outside parentheses and outside the BEGIN ATOMIC …
+        # END of a CREATE FUNCTION/PROCEDURE (psqlscan.l: paren_depth, begin_depth)
+        self.parens = 0
+        self.words: list[str] = []
+        self.begins = 0
 
     def feed(self, raw: bytes) -> Iterator[Finding]:
         self.lineno += 1
+        if b"\0" in raw:  # psql drops what follows a NUL in its buffer: the two would part
+            yield Finding(self.lineno, "a NUL byte")
+            return
         if self.copy_data:
             if raw.rstrip(b"\r\n") == b"\\.":
                 self.copy_data = False
@@ -117,7 +150,12 @@ class _Scanner:
                 i = self._in_quote(line, i)
                 continue
             if c == "-" and line.startswith("--", i):
-                break  # a comment to the end of the line
+                # to the end of the line, and for the server a \r ends it too
+                cr = line.find("\r", i)
+                if cr < 0:
+                    break
+                i = cr + 1
+                continue
             if c == "/" and line.startswith("/*", i):
                 self.quote, self.depth = "/*", 1
                 i += 2
@@ -125,9 +163,20 @@ class _Scanner:
             if c == "\\":
                 yield Finding(self.lineno, f"a psql meta-command ({_shown(line[i:])})")
                 return
+            word = _WORD.match(line, i)
+            if word:
+                end = word.end()
+                if end < n and line[end] == "'" and word.group(0) in ("E", "e"):
+                    self.quote = "E'"  # E'…': backslash escapes
+                    self.skeleton.append(" '' ")
+                    i = end + 1
+                    continue
+                self._word(word.group(0))
+                self.skeleton.append(word.group(0))
+                i = end
+                continue
             if c == "'":
-                escaped = i > 0 and line[i - 1] in "eE" and (i < 2 or not _IDENT.match(line[i - 2]))
-                self.quote = "E'" if escaped else "'"
+                self.quote = "'"
                 self.skeleton.append(" '' ")
                 i += 1
                 continue
@@ -136,20 +185,38 @@ class _Scanner:
                 self.skeleton.append(' "" ')
                 i += 1
                 continue
-            if c == "$" and (i == 0 or not _IDENT.match(line[i - 1])):
-                match = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$", line[i:])
+            if c == "$":
+                match = _TAG.match(line, i)
                 if match:
                     self.quote = match.group(0)
                     self.skeleton.append(" $$ ")
-                    i += len(match.group(0))
+                    i = match.end()
                     continue
-            if c == ";":
+            if c == "(":
+                self.parens += 1
+            elif c == ")":
+                self.parens = max(0, self.parens - 1)
+            elif c == ";" and self.parens == 0 and self.begins == 0:
                 yield from self._statement()
                 i += 1
                 continue
             self.skeleton.append(c)
             i += 1
         self.skeleton.append(" ")
+
+    def _word(self, word: str) -> None:
+        """psql's count of BEGIN/CASE … END inside a CREATE FUNCTION/PROCEDURE."""
+        self.words.append(word.upper())
+        head = self.words[:4]
+        routine = head[:1] == ["CREATE"] and (
+            head[1:2] in (["FUNCTION"], ["PROCEDURE"])
+            or head[1:3] == ["OR", "REPLACE"] and head[3:4] in (["FUNCTION"], ["PROCEDURE"]))
+        if not routine or len(self.words) <= 4:
+            return
+        if self.words[-1] in ("BEGIN", "CASE"):
+            self.begins += 1
+        elif self.words[-1] == "END" and self.begins > 0:
+            self.begins -= 1
 
     def _in_quote(self, line: str, i: int) -> int:
         q = self.quote
@@ -181,13 +248,17 @@ class _Scanner:
 
     def _statement(self) -> Iterator[Finding]:
         text = re.sub(r"\s+", " ", "".join(self.skeleton)).strip().upper()
-        self.skeleton = []
+        self.skeleton, self.words, self.parens, self.begins = [], [], 0, 0
         if not text:
             return
         self.seen_statement = True
         if not any(p.match(text) for p in _ALLOWED):
             yield Finding(self.start, f"a statement pg_dump does not write ({_shown(text)})")
             return
+        for pattern, what in _NEVER:
+            if pattern.search(text):
+                yield Finding(self.start, f"{what} ({_shown(text)})")
+                return
         if _FUNCTION.match(text):
             for lang in _LANGUAGE.findall(text):
                 if lang in _UNTRUSTED and lang not in self.trust:
