@@ -251,8 +251,10 @@ def _stamp(server: Server, dbname: str, old: str, new: str) -> None:
     conn = server.connect(dbname)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute(sql.SQL("UPDATE {}.{} SET version_num = %s WHERE version_num = %s")
-                        .format(sql.Identifier(schema), sql.Identifier(table)), (new, old))
+            # Literals, not parameters: a % in the table's name is no placeholder.
+            cur.execute(sql.SQL("UPDATE {}.{} SET version_num = {} WHERE version_num = {}")
+                        .format(sql.Identifier(schema), sql.Identifier(table),
+                                sql.Literal(new), sql.Literal(old)))
     finally:
         conn.close()
 
