@@ -28,6 +28,7 @@ from psycopg2 import sql
 from dbkit.console import Console
 from dbkit.errors import ConfigError
 from dbkit.files import file_digest, fsync_dir
+from dbkit.pg.queries import quote_literal
 from dbkit.pg.server import Server
 from dbkit.project.chain import AlembicProject
 from dbkit.project.ran import Expected, folder_files
@@ -277,8 +278,9 @@ def offline_sql(settings: Settings, server: Server, dbname: str, stages: list[St
         parts.append(project.upgrade_sql(dbname, stage.start[0] if stage.start else None,
                                          stage.target))
         if stage.stamp:
-            parts.append(f"UPDATE {version_table} SET version_num='{stage.stamp}' "
-                         f"WHERE version_num='{stage.target}';\n\n")
+            parts.append(f"UPDATE {version_table} SET version_num="
+                         f"{quote_literal(stage.stamp)} "
+                         f"WHERE version_num={quote_literal(stage.target)};\n\n")
     return "".join(parts)
 
 
