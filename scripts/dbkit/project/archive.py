@@ -27,7 +27,7 @@ from psycopg2 import sql
 
 from dbkit.console import Console
 from dbkit.errors import ConfigError
-from dbkit.files import file_digest, fsync_dir
+from dbkit.files import file_digest, fsync_dir, inside
 from dbkit.pg.queries import quote_literal
 from dbkit.pg.server import Server
 from dbkit.project.chain import AlembicProject
@@ -97,9 +97,11 @@ def make(versions_dir: Path, source: Path, rel_files: Iterable[str], *,
     while target.exists():
         target = target.with_name(f"{stamp}_{n}")
         n += 1
+    target.mkdir(parents=True)
     for rel in rel_files:
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / rel, target / rel)
+        # The names come from the versions directory, or from a killed run's intent file.
+        inside(target, rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(inside(source, rel), target / rel)
     index = {
         "revisions": list(revisions), "last": last, "squashed": squashed,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
