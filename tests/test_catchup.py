@@ -248,6 +248,22 @@ def test_sql_1_prints_the_whole_catch_up_and_runs_nothing(
     assert _one(server, db, "SELECT version_num FROM alembic_version") == "0a0100000001"
 
 
+def test_sql_1_quotes_the_revision_ids_of_its_stamp(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The printed SQL is run as it stands: an id with a quote must not end its literal.
+    class Chain:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def upgrade_sql(self, *args: object) -> str:
+            return ""
+
+    monkeypatch.setattr(archive, "AlembicProject", Chain)
+    stages = [archive.Stage(None, ("o'ld",), "o'ld", stamp="it's; DROP TABLE t; --")]
+    sql = archive.offline_sql(None, None, "db", stages)  # type: ignore[arg-type]
+    assert "UPDATE alembic_version SET version_num='it''s; DROP TABLE t; --' WHERE " \
+        "version_num='o''ld';" in sql
+
+
 def test_archive_prune_asks_and_refuses_while_a_database_needs_the_archive(
         twice: dict[str, Any], server: EmbeddedServer) -> None:
     names = [a.name for a in archive.archives(versions_of(twice["backend"]))]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from conftest import BACKEND, copy_backend, run_cli, run_dbkit
+from dbkit.pg import scratch
 from dbkit.pg.embedded import EmbeddedServer
 from dbkit.project.chain import AlembicProject
 from dbkit.safety import project_lock
@@ -74,6 +76,33 @@ def test_reset_rebuilds_from_the_chain(env: dict[str, str], project_dir: Path,
     assert _has_table(server, db, "genes")
     assert AlembicProject(settings, server).current(db) == AlembicProject(
         settings, server).heads()
+
+
+def test_reset_says_it_ends_the_sessions_of_the_database(
+    env: dict[str, str], project_dir: Path, server: EmbeddedServer
+) -> None:
+    # The app's sessions are ended by the swap: a reset says so, as restore-full does.
+    db = env["POSTGRES_DB"]
+    app = server.connect(db)
+    try:
+        res = run_cli(["reset", "--yes"], env, cwd=project_dir)
+        assert res.code == 0, res.err
+        said = [ln for ln in res.out.splitlines() if "Sessions connected to" in ln]
+        assert said == [f"Sessions connected to {db} are ended for the swap (open "
+                        "transactions roll back; the app reconnects to the rebuilt "
+                        "database)"], res.out
+        with pytest.raises(psycopg2.OperationalError), app.cursor() as cur:
+            cur.execute("SELECT 1")
+    finally:
+        app.close()
+    # A database that is not there yet has no sessions to end: nothing to say.
+    new = {**env, "POSTGRES_DB": f"{db}_new"}
+    try:
+        res = run_cli(["reset", "--yes"], new, cwd=project_dir)
+        assert res.code == 0, res.err
+        assert "Sessions connected to" not in res.out
+    finally:
+        scratch.drop_database(server, f"{db}_new")
 
 
 def test_reset_refuses_production(env: dict[str, str], project_dir: Path,

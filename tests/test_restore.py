@@ -252,6 +252,31 @@ def test_keep_previous_0_drops_the_old_database(
     assert state(server, fresh_db) == original
 
 
+def test_the_drop_advice_quotes_a_name_with_a_double_quote(
+    project_dir: Path, pgdata: Path, server: EmbeddedServer
+) -> None:
+    # The advice is SQL the user pastes into psql: it must name the kept database, whatever
+    # its name holds.
+    name = f'dbkit_test_say "hi"_{os.getpid()}'
+    server.create_database(name)
+    try:
+        env = make_project(project_dir, pgdata, name, CONFIRM="restore")
+        upgrade(env, server, name)
+        made = backup(env, project_dir)
+        result = run_cli(["restore-full", "--backup", made.name], env, cwd=project_dir)
+        assert result.code == 0, result.err
+        (previous,) = previous_databases(server, name)
+        quoted = '"' + previous.replace('"', '""') + '"'
+        advice = next(ln for ln in result.out.splitlines() if "DROP DATABASE" in ln)
+        assert advice.endswith(f"make db-psql, then DROP DATABASE {quoted};"), advice
+        # Following it drops the kept database and nothing else.
+        execute(server, server.maintenance_db, advice.split("then ", 1)[1])
+        assert previous_databases(server, name) == []
+        assert name in databases(server)
+    finally:
+        drop(server, name, *previous_databases(server, name))
+
+
 def test_restore_creates_a_database_that_does_not_exist_yet(
     proj: dict[str, str], project_dir: Path, server: EmbeddedServer, fresh_db: str
 ) -> None:

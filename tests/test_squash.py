@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import json
+import re
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,9 +32,11 @@ from squash_helpers import (
 )
 
 from conftest import BACKEND, FIXTURES, run_cli
-from dbkit.errors import ChainBuildFailed
+from dbkit.errors import ChainBuildFailed, ConfigError
+from dbkit.files import inside, safe_name
 from dbkit.pg import catalog, scratch
 from dbkit.pg.embedded import EmbeddedServer
+from dbkit.project import archive
 from dbkit.project import versions as vdir
 from dbkit.project.chain import AlembicChild, AlembicProject
 from dbkit.settings import load_settings
@@ -336,6 +340,91 @@ def test_without_a_terminal_and_without_confirm_it_refuses_before_doing_anything
     assert folder_state(backend) == before
     assert not (project_dir / "backups").exists()
     assert scratch_databases(server) == dbs_before
+
+
+# Alembic takes any string as a revision id; the squash keeps the head's id by default.
+UNSAFE_IDS = ["../../pwnrev", '..\\pwn" rev']
+
+
+@pytest.mark.parametrize("rev_id", UNSAFE_IDS, ids=["dot-dot-slash", "backslash-quote"])
+def test_a_head_revision_id_that_is_a_path_writes_nothing_outside_the_versions_directory(
+        rev_id: str, pgdata: Path, fresh_db: str, project_dir: Path, server: EmbeddedServer,
+        tmp_path: Path) -> None:
+    backend = copy_project(FIXTURES / "rename_column", project_dir)
+    versions = versions_of(backend)
+    head = versions / "0a0100000003_rename_person_to_people.py"
+    head.write_text(head.read_text().replace('revision = "0a0100000003"',
+                                             f"revision = {rev_id!r}"))
+    # SEED_DATA_FILE_ROWS=0: the seed rows go to a data folder named from the id too.
+    env = squash_env(pgdata, fresh_db, project_dir, backend, CONFIRM="squash",
+                     SEED_DATA_FILE_ROWS="0")
+    settings = load_settings(project_dir, env)
+    AlembicProject(settings, server).upgrade(fresh_db, "head")
+    named, data = f"{safe_name(rev_id)}_squashed_3_revisions.py", f"{safe_name(rev_id)}_data"
+    assert "/" not in named and "\\" not in named and not named.startswith(".")
+
+    def written() -> list[Path]:
+        return sorted(p for p in tmp_path.rglob("*") if "pwn" in p.name)
+
+    before = folder_state(backend)
+    result, folder = dry_run(env, project_dir, tmp_path)
+    assert result.code == 0, result.err + result.out
+    assert folder is not None and folder_state(backend) == before
+    assert written() == [folder / "versions" / data, folder / "versions" / named]
+    shutil.rmtree(folder)
+
+    result = run_cli(["squash"], env, cwd=project_dir)
+    assert result.code == 0, result.err + result.out
+    assert sorted(vdir.file_hashes(versions)) == [f"{data}/public.people.csv.gz", named]
+    assert written() == [versions / data, versions / named]
+    module = ast.parse((versions / named).read_text())
+    assert [n.value.value for n in module.body if isinstance(n, ast.Assign)
+            and getattr(n.targets[0], "id", "") == "revision"] == [rev_id]
+    new = AlembicProject(settings, server)
+    assert new.heads() == [rev_id] and new.current(fresh_db) == [rev_id]
+
+    # Squashed again: its data folder is found under the same safe name, and goes into the
+    # backup and the archive with its revision.
+    squashed = vdir.file_hashes(versions)
+    result = run_cli(["squash"], dict(env, SEED_DATA_FILE_ROWS="1000"), cwd=project_dir)
+    assert result.code == 0, result.err + result.out
+    assert sorted(vdir.file_hashes(versions)) == [f"{safe_name(rev_id)}_squashed_1_revisions.py"]
+    archived = sorted((versions.parent / "versions_archived").iterdir())
+    assert {k: v for k, v in vdir.file_hashes(archived[-1]).items()
+            if k != "dbkit_archive.json"} == squashed
+    assert all(p.is_relative_to(versions) or p.is_relative_to(versions.parent /
+                                                              "versions_archived")
+               or p.is_relative_to(project_dir / "backups") for p in written()), written()
+
+
+def test_names_made_from_revision_ids_are_one_plain_component(tmp_path: Path) -> None:
+    nasty = ["../../pwnrev", "..", ".", ".hidden", "a/b", "a\\b", "x\x00y", "", "-rf",
+             "ü", "a" * 300, "a..b"]
+    names = [safe_name(text) for text in nasty]
+    for name in names:
+        assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]*-[0-9a-f]{8}", name), name
+        assert inside(tmp_path, name) == tmp_path / name
+    assert len(set(names)) == len(names)
+    assert [safe_name(t) for t in ("0a0100000003", "abc_def-1", "1.0")] == [
+        "0a0100000003", "abc_def-1", "1.0"]  # ids that are plain names keep them
+    (tmp_path / "out").symlink_to("/tmp")
+    for rel in ("../x", "a/../../x", "out/x", "", "."):
+        with pytest.raises(ConfigError, match="is not inside"):
+            inside(tmp_path, rel)
+
+
+def test_an_archive_refuses_a_file_name_from_outside_the_versions_directory(
+        tmp_path: Path) -> None:
+    # The names may come from a killed run's intent file (project/recovery.py).
+    versions, old = tmp_path / "app" / "versions", tmp_path / "old"
+    versions.mkdir(parents=True)
+    old.mkdir()
+    (old / "a.py").write_text("x")
+    (tmp_path / "secret").write_text("s")
+    with pytest.raises(ConfigError, match="is not inside"):
+        archive.make(versions, old, ["a.py", "../secret"], revisions=["a"], last="a",
+                     squashed="a")
+    assert sorted(p.name for p in tmp_path.rglob("secret")) == ["secret"]
 
 
 def test_column_options_the_server_sets_are_not_the_users() -> None:

@@ -9,6 +9,7 @@ as a template database on this (embedded) server after the first run.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from dbkit.pg import scratch, tools
 from dbkit.pg.embedded import EmbeddedServer
 from dbkit.project.chain import AlembicProject
 from dbkit.settings import load_settings
+from dbkit.validate import seed_check
 
 _VIEW_EDIT = (
     "DO $$ BEGIN EXECUTE 'CREATE OR REPLACE VIEW public.unmatched_static_genes AS ' || "
@@ -246,3 +248,75 @@ def test_registry_only_without_a_registry_names_checks_not_the_models(
     assert result.code == 2
     assert "CHECKS=registry leaves the models out" in result.err
     assert "sets no target_metadata" not in result.err
+
+
+_ODD = "c'ol %(name)s ü"  # a quote, a psycopg2 placeholder and a non-ASCII letter
+_ODD_SQL = '"' + _ODD + '"'
+_ODD_REVISION = f'''"""odd column names, with seed rows
+
+Revision ID: b2_odd
+Revises: a1_notes
+"""
+
+from alembic import op
+
+revision = "b2_odd"
+down_revision = "a1_notes"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("""CREATE TABLE keyed (id int PRIMARY KEY, {_ODD_SQL} text)""")
+    op.execute("""CREATE TABLE "odd %s table" ({_ODD_SQL} text, "n%" int)""")
+    op.execute("""INSERT INTO keyed VALUES (1, 'one %s'), (2, 'two')""")
+    op.execute("""INSERT INTO "odd %s table" VALUES ('a %(x)s', 1), ('b', 2)""")
+
+
+def downgrade() -> None:
+    op.execute("""DROP TABLE "odd %s table", keyed""")
+'''
+
+
+def test_seed_rows_of_columns_with_odd_names_are_checked(
+    fresh_db: str, server: EmbeddedServer, pgdata: Path, project_dir: Path, tmp_path: Path
+) -> None:
+    # Names reach the SQL as identifiers: a % in one is not a placeholder of psycopg2's.
+    odd = tmp_path / "odd"
+    shutil.copytree(FIXTURES / "validate_bare", odd)
+    (odd / "versions" / "b2_odd.py").write_text(_ODD_REVISION)
+    env = base_env(pgdata, fresh_db, project_dir, BACKEND_DIR=str(odd), CHECKS="chain")
+    AlembicProject(load_settings(project_dir, env), server).upgrade(fresh_db, "head")
+    result = run_cli(["validate"], env, cwd=project_dir)
+    assert result.code == 0, result.out + result.err
+    assert "Seed rows changed by hand" not in result.out
+    _sql(server, fresh_db, f"UPDATE keyed SET {_ODD_SQL} = 'changed' WHERE id = 2; "
+                           f'DELETE FROM "odd %s table" WHERE "n%" = 2')
+    result = run_cli(["validate"], env, cwd=project_dir)
+    assert result.code == 0, result.out + result.err  # warnings, not drift
+    lines = _lines(result.out)
+    assert "seed row public.keyed (id)=(2): database has (2,changed), migrations insert " \
+        "(2,two)" in lines, result.out
+    assert "seed row public.odd %s table (b,2): deleted by hand (migrations insert (b,2))" \
+        in lines, result.out
+
+
+def test_an_internal_error_is_not_drift(fresh_db: str, server: EmbeddedServer, pgdata: Path,
+                                        project_dir: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI tells 1 (drift) from the rest: a bug of dbkit's must not read as drift.
+    env = base_env(pgdata, fresh_db, project_dir, BACKEND_DIR=str(FIXTURES / "validate_bare"),
+                   CHECKS="chain")
+    AlembicProject(load_settings(project_dir, env), server).upgrade(fresh_db, "head")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("list indices must be integers or slices, not str")
+
+    monkeypatch.setattr(seed_check, "compare", broken)
+    for argv in (["validate"], ["validate", "--json"]):
+        result = run_cli(argv, env, cwd=project_dir)
+        assert result.code == 3, result.out + result.err
+        assert result.err.splitlines()[-1] == (
+            "dbkit validate: internal error: TypeError: list indices must be integers or "
+            "slices, not str (run with --debug for the traceback)"), result.err
+        assert "Drift" not in result.out

@@ -26,6 +26,7 @@ from dbkit.console import Console
 from dbkit.errors import DbkitError
 from dbkit.pg import scratch
 from dbkit.pg.mode import get_server
+from dbkit.pg.queries import quote_ident
 from dbkit.pg.server import Server
 from dbkit.project import archive as archives
 from dbkit.project import versions
@@ -166,7 +167,7 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
                                 else f"restored into {versions_dir}"))
     if previous:
         out.result(f"The previous database is kept as {previous}; when you no longer need it: "
-                   f"make db-psql, then DROP DATABASE \"{previous}\";")
+                   f"make db-psql, then DROP DATABASE {quote_ident(previous)};")
     if interrupted:
         out.result("(Ctrl-C came while the database and migrations were being swapped: both "
                    "were finished first)")

@@ -43,3 +43,16 @@ def fetch(conn: psycopg2.extensions.connection, query: Any, args: Any = None) ->
     with conn.cursor() as cur:
         cur.execute(query, args)
         return cur.fetchall()
+
+
+# SQL dbkit prints for the user to run (advice, SQL=1): written out here, for there is no
+# connection to ask (psycopg2.sql needs one), and pasted into psql it must name exactly
+# the object meant, whatever its name holds.
+def quote_ident(name: str) -> str:
+    """``name`` as a SQL identifier: in double quotes, any inside doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """``value`` as a SQL string literal (standard_conforming_strings: backslashes plain)."""
+    return "'" + value.replace("'", "''") + "'"

@@ -205,6 +205,9 @@ def rebuild(server: Server, dbname: str, build: Callable[[str], None], out: Cons
         if server.database_exists(dbname):
             # Named like a scratch database, so a run killed before the drop is swept.
             old = scratch_name("resetold")
+            # A database cannot be renamed while sessions use it: said as restore-full says it.
+            out.say(f"Sessions connected to {dbname} are ended for the swap (open transactions "
+                    "roll back; the app reconnects to the rebuilt database)")
             with out.step(f"Swapping it in for {dbname}"):
                 swap_databases(server, current=dbname, replacement=fresh, keep_as=old)
             drop_resolutely(server, old)

@@ -27,7 +27,8 @@ from psycopg2 import sql
 
 from dbkit.console import Console
 from dbkit.errors import ConfigError
-from dbkit.files import file_digest, fsync_dir
+from dbkit.files import file_digest, fsync_dir, inside
+from dbkit.pg.queries import quote_literal
 from dbkit.pg.server import Server
 from dbkit.project.chain import AlembicProject
 from dbkit.project.ran import Expected, folder_files
@@ -96,9 +97,11 @@ def make(versions_dir: Path, source: Path, rel_files: Iterable[str], *,
     while target.exists():
         target = target.with_name(f"{stamp}_{n}")
         n += 1
+    target.mkdir(parents=True)
     for rel in rel_files:
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / rel, target / rel)
+        # The names come from the versions directory, or from a killed run's intent file.
+        inside(target, rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(inside(source, rel), target / rel)
     index = {
         "revisions": list(revisions), "last": last, "squashed": squashed,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -251,8 +254,10 @@ def _stamp(server: Server, dbname: str, old: str, new: str) -> None:
     conn = server.connect(dbname)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute(sql.SQL("UPDATE {}.{} SET version_num = %s WHERE version_num = %s")
-                        .format(sql.Identifier(schema), sql.Identifier(table)), (new, old))
+            # Literals, not parameters: a % in the table's name is no placeholder.
+            cur.execute(sql.SQL("UPDATE {}.{} SET version_num = {} WHERE version_num = {}")
+                        .format(sql.Identifier(schema), sql.Identifier(table),
+                                sql.Literal(new), sql.Literal(old)))
     finally:
         conn.close()
 
@@ -275,8 +280,9 @@ def offline_sql(settings: Settings, server: Server, dbname: str, stages: list[St
         parts.append(project.upgrade_sql(dbname, stage.start[0] if stage.start else None,
                                          stage.target))
         if stage.stamp:
-            parts.append(f"UPDATE {version_table} SET version_num='{stage.stamp}' "
-                         f"WHERE version_num='{stage.target}';\n\n")
+            parts.append(f"UPDATE {version_table} SET version_num="
+                         f"{quote_literal(stage.stamp)} "
+                         f"WHERE version_num={quote_literal(stage.target)};\n\n")
     return "".join(parts)
 
 

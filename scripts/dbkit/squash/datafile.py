@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from dbkit.files import inside, safe_name
 from dbkit.settings import Settings
 from dbkit.squash.depend import Node
 from dbkit.squash.seed import SeedRows
@@ -33,13 +34,14 @@ def with_data(revisions: list[Any]) -> list[Path]:
     for rev in revisions:
         folder = rev.path.parent / folder_name(rev.revision)
         files.append(rev.path)
-        if folder.is_dir():
+        if folder.is_dir() and folder.resolve().is_relative_to(rev.path.parent.resolve()):
             files += sorted(p for p in folder.rglob("*") if p.is_file())
     return files
 
 
 def folder_name(revision: str) -> str:
-    return f"{revision}_data"
+    """``<revision>_data``, the id made one plain name first (files.safe_name)."""
+    return f"{safe_name(revision)}_data"
 
 
 def file_name(seed: SeedRows) -> str:
@@ -56,9 +58,9 @@ def write(staged: Path, revision: str, nodes: list[Node]) -> int:
     for seed in (n.seed for n in nodes):
         if seed is None or seed.data is None:
             continue
-        folder = staged / folder_name(revision)
+        folder = inside(staged, folder_name(revision))
         folder.mkdir(mode=0o755, exist_ok=True)
-        (folder / file_name(seed)).write_bytes(seed.data)
+        inside(folder, file_name(seed)).write_bytes(seed.data)
         size += len(seed.data)
     return size
 

@@ -28,6 +28,7 @@ from dbkit.squash.sqltext import (
     INT_BOUNDS,
     Quoter,
     literal,
+    owner_column,
     owner_table,
     plain,
     reparsable,
@@ -334,7 +335,7 @@ class _Builder:
                 stmts.append(f"ALTER TABLE {name} REPLICA IDENTITY {word}")
             for s_key, s in self.snap["sequences"].items():
                 if s["owned_by"] and not s["identity"] and owner_table(s["owned_by"]) == key:
-                    column = self.q.ident(s["owned_by"].rsplit(".", 1)[1].strip('"'))
+                    column = self.q.ident(owner_column(s["owned_by"]))
                     stmts.append(f"ALTER SEQUENCE {self.qn(s_key)} OWNED BY {name}.{column}")
             stmts += grants(self.conn, "pg_class", key, f"TABLE {name}", t["acl"])
             stmts += column_grants(self.conn, key, name, self.q.ident)

@@ -32,7 +32,7 @@ from dbkit.errors import (
     DbkitError,
     ProofFailed,
 )
-from dbkit.files import fsync_dir
+from dbkit.files import fsync_dir, inside
 from dbkit.pg import catalog, scratch
 from dbkit.pg.mode import get_server
 from dbkit.pg.server import Server
@@ -321,7 +321,7 @@ def _build_and_prove(server: Server, project: AlembicProject, new: AlembicProjec
             branch_labels=tuple(sorted({lb for r in plan.revisions
                                         for lb in r.branch_labels})),
         )
-        path = staged / render.file_name(outcome.revision, len(plan.revisions))
+        path = inside(staged, render.file_name(outcome.revision, len(plan.revisions)))
         path.write_text(text)
         outcome.file, outcome.file_size = path, path.stat().st_size
         outcome.data_size = datafile.write(staged, outcome.revision, captured.nodes)

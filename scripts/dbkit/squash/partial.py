@@ -72,8 +72,11 @@ def rows_since(conn: psycopg2.extensions.connection, version_key: str,
                         "a.attisdropped ORDER BY a.attnum",
                         (sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
                          .as_string(conn),))
-            cols = [sql.SQL("CASE WHEN t.{c} >= %(since)s THEN 'set during the run' ELSE "
-                            "t.{c}::text END").format(c=sql.Identifier(col))
+            # ``since`` as a literal, not a parameter: psycopg2 would read a % in a quoted
+            # column name as a placeholder of its own.
+            cols = [sql.SQL("CASE WHEN t.{c} >= {since} THEN 'set during the run' ELSE "
+                            "t.{c}::text END").format(c=sql.Identifier(col),
+                                                      since=sql.Literal(since))
                     if kind.startswith("timestamp") else
                     sql.SQL("t.{}::text").format(sql.Identifier(col)) for col, kind in
                     cur.fetchall()]
@@ -82,7 +85,7 @@ def rows_since(conn: psycopg2.extensions.connection, version_key: str,
             cur.execute(sql.SQL(
                 "SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) FROM "
                 "(SELECT {} AS r FROM {}.{} t) q").format(
-                    row, sql.Identifier(schema), sql.Identifier(name)), {"since": since})
+                    row, sql.Identifier(schema), sql.Identifier(name)))
             count, digest = cur.fetchone()
             found[key] = [int(count), digest]
     return found

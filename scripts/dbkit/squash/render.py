@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from dbkit import __version__
+from dbkit.files import safe_name
 from dbkit.squash import datafile, drops
 from dbkit.squash.ddl import Capture
 from dbkit.squash.depend import Node
@@ -44,7 +45,9 @@ class Replaced:
 
 
 def file_name(revision: str, count: int) -> str:
-    return f"{revision}_squashed_{count}_revisions.py"
+    """The squashed revision's file: named by its id where the id is a plain name (the
+    old head's id can be anything Alembic accepts, ``../../x`` too)."""
+    return f"{safe_name(revision)}_squashed_{count}_revisions.py"
 
 
 def escape_binds(statement: str) -> str:
@@ -83,6 +86,14 @@ def py_value(value: Any) -> str:
     if isinstance(value, str):
         return _quote(value)
     return repr(value)  # None, bool, int, float
+
+
+def _in_doc(text: str) -> str:
+    """A revision id as the docstring shows it: as it is, or its repr where it could end
+    the docstring or hold an escape."""
+    if "\\" not in text and '"' not in text and all(ch.isprintable() for ch in text):
+        return text
+    return repr(text)
 
 
 def _quote(text: str) -> str:
@@ -214,8 +225,10 @@ def render_revision(
     head = [
         f'"""Squashed: the {replaced.count} revisions of the old chain in one.',
         "",
-        f"Replaces {replaced.count} revisions, from {replaced.first} ({replaced.first_doc!r})",
-        f"to {replaced.last} ({replaced.last_doc!r}), squashed on {created:%Y-%m-%d %H:%M}",
+        f"Replaces {replaced.count} revisions, from {_in_doc(replaced.first)} "
+        f"({replaced.first_doc!r})",
+        f"to {_in_doc(replaced.last)} ({replaced.last_doc!r}), squashed on "
+        f"{created:%Y-%m-%d %H:%M}",
         f"by dbkit {__version__}"
         + (f", for PostgreSQL {cap.target} and later (TARGET_PG)." if cap.target else "."),
         "",
@@ -225,14 +238,14 @@ def render_revision(
         "catalog), seed rows and sequence positions; and that downgrade() leaves nothing but",
         "alembic_version and a second upgrade() is identical again.",
         "",
-        f"Revision ID: {revision}",
+        f"Revision ID: {_in_doc(revision)}",
         "Revises:",
         f"Create Date: {created:%Y-%m-%d %H:%M:%S}",
         '"""',
         "",
         *imports,
         "",
-        f'revision = "{revision}"',
+        f"revision = {_quote(revision)}",
         "down_revision = None",
         f"branch_labels = {labels}",
         "depends_on = None",

@@ -13,6 +13,7 @@ from dbkit.console import Console
 from dbkit.errors import DbkitError, ProofFailed
 from dbkit.files import file_digest
 from dbkit.settings import Settings
+from dbkit.squash import datafile
 from dbkit.squash.depend import Node
 from dbkit.squash.state import Outcome, Plan
 
@@ -273,4 +274,5 @@ def markdown(data: dict[str, Any], *, dry_run: bool) -> str:
 def _data(data: dict[str, Any]) -> str:
     """What the data files beside the revision add, if there are any."""
     size = data.get("data_size") or 0
-    return f"; data files {size:,} bytes in {data['revision']}_data/" if size else ""
+    return f"; data files {size:,} bytes in {datafile.folder_name(data['revision'])}/" \
+        if size else ""

@@ -49,13 +49,25 @@ INT_BOUNDS = {
 }
 
 
+def names(qualified: str | None) -> list[str]:
+    """``"My Schema".t."c.d"`` → ``["My Schema", "t", "c.d"]``: each name unquoted once."""
+    if not qualified:
+        return []
+    parts = re.findall(r'"((?:[^"]|"")*)"|([^."]+)', qualified)
+    return [a.replace('""', '"') if a else b for a, b in parts]
+
+
 def plain(qualified: str | None) -> str:
     """``"My Schema".t.c`` → ``My Schema.t.c`` (keys are unquoted)."""
-    if not qualified:
-        return ""
-    parts = re.findall(r'"((?:[^"]|"")*)"|([^.]+)', qualified)
-    return ".".join(a.replace('""', '"') if a else b for a, b in parts)
+    return ".".join(names(qualified))
 
 
 def owner_table(owned_by: str) -> str:
-    return plain(owned_by).rsplit(".", 1)[0]
+    """The key of the table of ``schema.table.column`` (a dot in the column's name is its
+    own)."""
+    return ".".join(names(owned_by)[:-1])
+
+
+def owner_column(owned_by: str) -> str:
+    """The column of ``schema.table.column``, unquoted."""
+    return names(owned_by)[-1]

@@ -102,15 +102,15 @@ def compare(live: psycopg2.extensions.connection, built: psycopg2.extensions.con
         live_cols = {c["name"] for c in live_tables[table]["columns"]}
         columns = [c["name"] for c in built_tables[table]["columns"]
                    if c["name"] in live_cols and not _varies(c)]
-        quoted = '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
-        warnings += _compare_table(live, built, table, quoted, columns)
+        warnings += _compare_table(live, built, table, sql.Identifier(schema, name), columns)
     return warnings
 
 
 def _compare_table(live: psycopg2.extensions.connection, built: psycopg2.extensions.connection,
-                   table: str, quoted: str, columns: list[str]) -> list[SeedWarning]:
-    key = [(n, t) for n, t in _primary_key(built, quoted) if n in columns]
-    rel = sql.SQL(quoted)
+                   table: str, rel: sql.Identifier, columns: list[str]) -> list[SeedWarning]:
+    # Values go in as literals, never as parameters: psycopg2 would read a % in a quoted
+    # name (a column "c %(x)s") as a placeholder of its own.
+    key = [(n, t) for n, t in _primary_key(built, rel.as_string(built)) if n in columns]
     row = sql.SQL("ROW({})::text").format(
         sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns))
     if not key:  # no primary key: a row is its own key
@@ -118,8 +118,8 @@ def _compare_table(live: psycopg2.extensions.connection, built: psycopg2.extensi
             cur.execute(sql.SQL("SELECT DISTINCT {} FROM {} t").format(row, rel))
             seeded = [r[0] for r in cur.fetchall()]
         with live.cursor() as cur:
-            cur.execute(sql.SQL("SELECT DISTINCT {} FROM {} t WHERE {} = ANY (%s)").format(
-                row, rel, row), (seeded,))
+            cur.execute(sql.SQL("SELECT DISTINCT {} FROM {} t WHERE {} = ANY ({}::text[])")
+                        .format(row, rel, row, sql.Literal(seeded)))
             present = {r[0] for r in cur.fetchall()}
         return [SeedWarning(table, r, DELETED, None, r) for r in seeded if r not in present]
     key_text = sql.SQL("ARRAY[{}]::text[]").format(
@@ -134,11 +134,11 @@ def _compare_table(live: psycopg2.extensions.connection, built: psycopg2.extensi
                                            sql.SQL(t))
         for i, (n, t) in enumerate(key))
     unnest = sql.SQL("unnest({}) u({})").format(
-        sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in key),
+        sql.SQL(", ").join(sql.SQL("{}::text[]").format(sql.Literal(a)) for a in arrays),
         sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in range(len(key))))
     with live.cursor() as cur:
         cur.execute(sql.SQL("SELECT {}, {} FROM {} t JOIN {} ON {}").format(
-            key_text, row, rel, unnest, match), arrays)
+            key_text, row, rel, unnest, match))
         present = {tuple(k): r for k, r in cur.fetchall()}
     names = ", ".join(n for n, _ in key)
     found = []
