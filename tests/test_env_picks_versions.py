@@ -211,6 +211,23 @@ def test_history_needs_no_database_even_with_revision_environment(
         "<base> -> p1_flow, flow"]
 
 
+def test_runs_that_open_no_database_pick_the_folder_a_database_run_picks(
+        flows: Any, project_dir: Path) -> None:
+    """Found on Prefect: with no URL handed over, its env.py fell back to SQLite and picked
+    versions/sqlite, so migration-backup saved, and migration-restore overwrote, the wrong
+    folder and a real squash's check after the swap read the wrong heads."""
+    backend, env, log = flows
+    pg = backend / "flows" / "migrations" / "versions" / "postgresql"
+    made = run_cli(["migration-backup"], env, cwd=project_dir)
+    assert made.code == 0, made.err
+    (folder,) = [p for p in Path(env["BACKUP_DIR"]).iterdir() if not p.name.startswith(".")]
+    saved = sorted(p.name for p in (folder / "migrations").iterdir() if p.suffix == ".py")
+    assert saved == sorted(p.name for p in pg.glob("*.py")), saved
+    restored = run_cli(["migration-restore", "--backup", folder.name], env, cwd=project_dir)
+    assert restored.code == 0, restored.err
+    assert sorted(p.name for p in (pg.parent / "sqlite").glob("*.py")) == ["s1_sqlite.py"]
+
+
 def test_an_upgrade_that_fails_halfway_says_where_it_stopped_and_goes_on_next_time(
         flows: Any, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     backend, env, log = flows

@@ -33,6 +33,7 @@ from dbkit.commands import (
 from dbkit.console import Console
 from dbkit.errors import ConfigError, DbkitError
 from dbkit.pg import locks
+from dbkit.pg.mode import get_server
 from dbkit.project.recovery import repair
 from dbkit.retry import Terminated, terminate_like_interrupt
 from dbkit.safety import YES
@@ -211,7 +212,7 @@ def run(
             if args.debug:
                 err.write(console.mask(traceback.format_exc().rstrip()) + "\n")
             err.write(f"dbkit {args.verb}: error: "
-                      f"{console.mask(locks.waited_in(settings, exc, 'dbkit ' + args.verb))}\n")
+                      f"{console.mask(_lock_waited(settings, exc, 'dbkit ' + args.verb))}\n")
             return 2
         if args.debug:
             err.write(console.mask(traceback.format_exc().rstrip()) + "\n")
@@ -219,6 +220,18 @@ def run(
                   f"{console.mask(str(exc))}"
                   f"{'' if args.debug else ' (run with --debug for the traceback)'}\n")
         return 3
+
+
+def _lock_waited(settings: Settings, err: Exception, what: str) -> str:
+    """``locks.waited`` for a statement that met LOCK_WAIT_TIMEOUT outside a verb's own
+    handling: the database is the one of the connection it ran on."""
+    server = get_server(settings)
+    cursor = getattr(err, "cursor", None)
+    try:
+        dbname = cursor.connection.info.dbname if cursor is not None else server.dev_db
+    except Exception:  # noqa: BLE001 - a closed connection: the development database
+        dbname = server.dev_db
+    return locks.waited(server, dbname, what)
 
 
 def active_secrets(settings: Settings) -> list[str]:

@@ -10,7 +10,8 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,7 +19,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from dbkit.backup import sqlscan
+from dbkit.backup import asrole, sqlscan
 from dbkit.backup.manifest import (
     DUMP_PLAIN,
     Backup,
@@ -107,7 +108,7 @@ def restore_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def scan_archive(server: Server, dump: Path, trust: Collection[str] = ()) -> None:
+def scan_archive(server: Server, dump: Path, trust: Collection[str] = ()) -> sqlscan.Scanned:
     """The SQL of every entry of an archive (``pg_restore -f -``: its script, streamed,
     nothing loaded) read through ``sqlscan`` before anything of it runs."""
     docker = server.mode == "docker"
@@ -121,9 +122,10 @@ def scan_archive(server: Server, dump: Path, trust: Collection[str] = ()) -> Non
         except OSError as err:
             raise ToolError(f"cannot run {inv.argv[0]}: {err.strerror}") from err
         refused: sqlscan.NotData | None = None
+        scanned = sqlscan.Scanned()
         try:
             assert proc.stdout is not None
-            sqlscan.require_harmless(proc.stdout, f"the archive {dump}", trust)
+            scanned = sqlscan.require_harmless(proc.stdout, f"the archive {dump}", trust)
             proc.stdout.read()
         except sqlscan.NotData as err:
             refused = err
@@ -141,40 +143,82 @@ def scan_archive(server: Server, dump: Path, trust: Collection[str] = ()) -> Non
                             f"{tools.mask(tools.stderr_tail(errors.read()), inv.secrets)}")
         if refused is not None:
             raise refused
+    return scanned
 
 
 def load_dump(server: Server, backup: Backup, dbname: str,
               trust: Collection[str] = ()) -> None:
     """Load a backup's dump into an (empty) database; the first error stops it. What it
-    would run is read through first (``sqlscan``): a backup is data, never code."""
+    would run is read through first (``sqlscan``), and it runs as a role that cannot reach
+    beyond ``dbname`` (``asrole``): a backup is data, never code."""
     dump = backup.dump
     assert dump is not None
     _require_streamable(backup, server)
-    if reader_tool(dump) == "pg_restore":
-        scan_archive(server, dump, trust)
+    if reader_tool(dump) != "pg_restore":
+        load_sql(server, dump, dbname, trust=trust)
+        return
+    scanned = scan_archive(server, dump, trust)
+    with _as(server, dbname, scanned) as role, _entries_for(server, dump, role) as listing:
         if unknown_settings(server.major):
             # pg_restore 17+ SETs transaction_timeout whatever the server: an older server
             # gets the archive as the SQL script pg_restore writes, without those lines.
-            restore_through_script(server, dump, dbname)
+            restore_through_script(server, dump, dbname, role=role, listing=listing)
             return
         args = ["--no-password", "--exit-on-error", "-d", dbname]
+        if role is not None:
+            args += ["--no-owner", "-L", str(listing)]
         if server.mode == "docker":
             # The file stays here and is streamed in; a stream allows one job only.
             with dump.open("rb") as fh:
-                tools.run(server.tool("pg_restore", args, dbname), stdin=fh, what="pg_restore")
+                tools.run(_inv(server.tool("pg_restore", args, dbname), role), stdin=fh,
+                          what="pg_restore")
         else:
-            tools.run(server.tool("pg_restore", [*args, "-j", str(restore_jobs()), str(dump)],
-                                  dbname), what="pg_restore")
-    else:
-        load_sql(server, dump, dbname, trust=trust)
+            tools.run(_inv(server.tool("pg_restore", [*args, "-j", str(restore_jobs()),
+                                                      str(dump)], dbname), role),
+                      what="pg_restore")
 
 
-def restore_through_script(server: Server, dump: Path, dbname: str) -> None:
+@contextmanager
+def _as(server: Server, dbname: str, scanned: sqlscan.Scanned) -> Iterator[asrole.Role | None]:
+    """The role to load as: none (the server's user) when a function in a language the user
+    trusts needs a superuser, or in docker mode (the tools run in the container, as its
+    superuser; the archive's list cannot be handed in)."""
+    if scanned.languages or server.mode == "docker":
+        yield None
+        return
+    with asrole.loading_role(server, dbname, scanned) as role:
+        yield role
+
+
+def _inv(inv: tools.Invocation, role: asrole.Role | None) -> tools.Invocation:
+    return inv if role is None else role.tool(inv)
+
+
+@contextmanager
+def _entries_for(server: Server, dump: Path, role: asrole.Role | None) -> Iterator[Path | None]:
+    """The archive's entries less those the superuser runs after the load (``asrole``:
+    default privileges, comments on extensions), as a ``pg_restore -L`` file (none: all)."""
+    if role is None:
+        yield None
+        return
+    proc = tools.run(server.tool("pg_restore", ["--list", str(dump)]), what="pg_restore --list")
+    with tempfile.NamedTemporaryFile(prefix="dbkit-list-", suffix=".txt") as listing:
+        for line in proc.stdout.splitlines(keepends=True):
+            if re.match(rb"^\d+; \d+ \d+ (DEFAULT ACL|COMMENT - EXTENSION) ", line):
+                line = b";" + line
+            listing.write(line)
+        listing.flush()
+        yield Path(listing.name)
+
+
+def restore_through_script(server: Server, dump: Path, dbname: str, *,
+                           role: asrole.Role | None = None, listing: Path | None = None) -> None:
     """pg_restore's SQL script of an archive (custom or directory), filtered, into psql (one
-    job)."""
+    job), as ``role`` when given."""
     docker = server.mode == "docker"
-    inv = server.tool("pg_restore", ["--no-password", "-f", "-", *([] if docker else [str(dump)])],
-                      dbname)
+    picked = ["--no-owner", "-L", str(listing)] if role is not None and listing else []
+    inv = server.tool("pg_restore", ["--no-password", *picked, "-f", "-",
+                                     *([] if docker else [str(dump)])], dbname)
     with (dump.open("rb") if docker else open(os.devnull, "rb")) as archive, \
             tempfile.TemporaryFile() as errors:
         try:
@@ -184,7 +228,7 @@ def restore_through_script(server: Server, dump: Path, dbname: str) -> None:
             raise ToolError(f"cannot run {inv.argv[0]}: {err.strerror}") from err
         try:
             assert proc.stdout is not None
-            _psql_load(server, dbname, proc.stdout, what=f"the script of {dump}")
+            _psql_load(server, dbname, proc.stdout, what=f"the script of {dump}", role=role)
         finally:
             if proc.stdout is not None:
                 proc.stdout.close()
@@ -196,25 +240,49 @@ def restore_through_script(server: Server, dump: Path, dbname: str) -> None:
 
 
 def load_sql(server: Server, path: Path, dbname: str, *, written_now: bool = False,
-             trust: Collection[str] = ()) -> None:
+             trust: Collection[str] = (),
+             then: Callable[[psycopg2.extensions.connection], None] | None = None) -> None:
     """Run an SQL file (a plain dump) with psql, streamed in; the first error stops it.
     Read through first (``sqlscan``): nothing runs when it holds what pg_dump never writes;
-    not a file pg_dump ``written_now`` into a folder only this process writes."""
+    not a file pg_dump ``written_now`` into a folder only this process writes. ``then``
+    runs on a connection of the loading role, before the owners are set."""
+    if written_now:
+        with path.open("rb") as fh:
+            key = sqlscan.dump_key(fh)
+        with path.open("rb") as fh:
+            _psql_load(server, dbname, fh, what=str(path), dump_key=key)
+        _then(server, dbname, None, then)
+        return
     with path.open("rb") as fh:
-        key = sqlscan.require_harmless(fh, str(path), trust) if not written_now else \
-            sqlscan.dump_key(fh)
-    with path.open("rb") as fh:
-        _psql_load(server, dbname, fh, what=str(path), dump_key=key)
+        scanned = sqlscan.require_harmless(fh, str(path), trust)
+    with _as(server, dbname, scanned) as role:
+        with path.open("rb") as fh:
+            _psql_load(server, dbname, fh, what=str(path), dump_key=scanned.key, role=role,
+                       skip=scanned.skipped_lines() if role is not None else set())
+        _then(server, dbname, role, then)
+
+
+def _then(server: Server, dbname: str, role: asrole.Role | None,
+          then: Callable[[psycopg2.extensions.connection], None] | None) -> None:
+    if then is None:
+        return
+    conn = server.connect(dbname, as_role=(role.name, role.password) if role else None)
+    try:
+        then(conn)
+    finally:
+        conn.close()
 
 
 def _psql_load(server: Server, dbname: str, src: BinaryIO, *, what: str,
-               dump_key: bytes | None = None) -> None:
+               dump_key: bytes | None = None, role: asrole.Role | None = None,
+               skip: set[int] | frozenset[int] = frozenset()) -> None:
     """psql reads ``src`` through a pipe: in its restricted mode under a key of dbkit's own
     (``\\restrict``: every meta-command refused, where psql knows it), without the dump's
     own ``\\restrict``/``\\unrestrict`` lines (``dump_key``) and, on a server older than a
-    setting the dump's header SETs (``_NEW_SETTINGS``), without those lines."""
+    setting the dump's header SETs (``_NEW_SETTINGS``), without those lines; as ``role``
+    when given, without the lines ``skip`` names (the superuser runs them, ``asrole``)."""
     args = ["--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname]
-    inv = server.tool("psql", args, dbname)
+    inv = _inv(server.tool("psql", args, dbname), role)
     read_fd, write_fd = os.pipe()
     failed: list[OSError] = []
     own_key = secrets.token_hex(24).encode() if psql_restricts(server) else None
@@ -224,7 +292,7 @@ def _psql_load(server: Server, dbname: str, src: BinaryIO, *, what: str,
             with os.fdopen(write_fd, "wb") as out:
                 if own_key is not None:
                     out.write(b"\\restrict " + own_key + b"\n")
-                copy_without_settings(src, out, server.major, dump_key)
+                copy_without_settings(src, out, server.major, dump_key, skip)
         except BrokenPipeError:
             pass  # psql stopped reading: its own error says why
         except OSError as err:
@@ -247,27 +315,34 @@ def unknown_settings(server_major: int) -> tuple[str, ...]:
 
 
 def copy_without_settings(src: BinaryIO, out: BinaryIO, server_major: int,
-                          dump_key: bytes | None = None) -> None:
-    """Copy a plain dump, leaving out its header's SETs of settings the server lacks and
-    pg_dump's own ``\\restrict``/``\\unrestrict`` lines (dbkit's key stands instead)."""
+                          dump_key: bytes | None = None,
+                          skip: set[int] | frozenset[int] = frozenset()) -> None:
+    """Copy a plain dump, leaving out its header's SETs of settings the server lacks,
+    pg_dump's own ``\\restrict``/``\\unrestrict`` lines (dbkit's key stands instead) and
+    the lines (numbered from 1) in ``skip``."""
     names = "|".join(re.escape(n) for n in unknown_settings(server_major))
     pattern = re.compile(rf"^SET ({names}) = ".encode()) if names else None
+    number = 0
     for _ in range(_HEADER_LINES):
         line = src.readline()
+        number += 1
         if not line:
             return
         own = re.match(rb"^\\(un)?restrict ([A-Za-z0-9]+)\s*$", line)
         if own and dump_key in (None, own.group(2)):  # pg_restore -f writes one of its own
             dump_key = own.group(2)
             continue  # a short dump ends inside these lines: its \unrestrict goes too
+        if number in skip:
+            continue
         if pattern is None or not pattern.match(line):
             out.write(line)
-    if dump_key is None:
+    if dump_key is None and not skip:
         shutil.copyfileobj(src, out, 1024 * 1024)
         return
-    closing = b"\\unrestrict " + dump_key
+    closing = b"\\unrestrict " + dump_key if dump_key is not None else None
     for line in src:  # the closing line is the last one; data lines pass as they are
-        if line.rstrip() != closing:
+        number += 1
+        if number not in skip and (closing is None or line.rstrip() != closing):
             out.write(line)
 
 
@@ -389,13 +464,14 @@ def recreated_fingerprint(server: Server, schema_sql: Path, matviews: list[str],
     """
     with scratch.scratch_database(server, "schemacheck") as dbname:
         try:
-            load_sql(server, schema_sql, dbname, written_now=written_now, trust=trust)
+            # refreshed by the loading role: a view's query is the backup's code
+            load_sql(server, schema_sql, dbname, written_now=written_now, trust=trust,
+                     then=lambda conn: _refresh(conn, matviews))
         except ToolError as err:
             raise ToolError(f"the schema dump does not load into a scratch database, so this "
                             f"backup could never be restored: {err.message}") from None
         conn = server.connect(dbname)
         try:
-            _refresh(conn, matviews)
             return catalog.fingerprint(conn)
         finally:
             conn.close()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dbkit.errors import BackupCorrupt
 
@@ -91,6 +91,38 @@ class Finding:
     own: bool = True  # pg_dump never writes it (else: it may, but it can reach the OS)
 
 
+@dataclass
+class Deferred:
+    """A statement the loading role cannot run (``asrole``), of a form that runs no code."""
+    line: int
+    kind: str  # "owner", "default privileges", "extension comment"; "extension": run first
+    text: str  # as written, without its ;
+
+
+@dataclass
+class Scanned:
+    key: bytes | None = None  # pg_dump's own \restrict key
+    deferred: list[Deferred] = field(default_factory=list)
+    languages: set[str] = field(default_factory=set)  # untrusted ones the user trusts
+
+    def skipped_lines(self) -> set[int]:
+        """Lines the loading role must not run (the superuser runs them after it)."""
+        return {d.line for d in self.deferred if d.kind != "extension"}
+
+
+_ROLE_NAME = r'(""|[A-Z0-9_$]+)'
+_DEFER = [(re.compile(p), kind) for p, kind in (
+    (r"^ALTER (TABLE|SEQUENCE|VIEW|MATERIALIZED VIEW|FOREIGN TABLE|FUNCTION|PROCEDURE|ROUTINE|"
+     r"AGGREGATE|TYPE|DOMAIN|SCHEMA|COLLATION|CONVERSION|TEXT SEARCH CONFIGURATION|"
+     r"TEXT SEARCH DICTIONARY|OPERATOR|OPERATOR CLASS|OPERATOR FAMILY|LARGE OBJECT|PUBLICATION|"
+     r"SERVER|FOREIGN DATA WRAPPER|STATISTICS|LANGUAGE) [^,;]+ OWNER TO " + _ROLE_NAME + "$",
+     "owner"),
+    (r"^ALTER DEFAULT PRIVILEGES FOR (ROLE|USER) [^;]+$", "default privileges"),
+    (r"^COMMENT ON EXTENSION " + _ROLE_NAME + r" IS ''$", "extension comment"),
+    (r"^CREATE EXTENSION IF NOT EXISTS " + _ROLE_NAME + r" WITH SCHEMA PUBLIC$", "extension"),
+)]
+
+
 class _Scanner:
     """psql's view of a script, line by line: what is a statement, what is data."""
 
@@ -110,6 +142,8 @@ class _Scanner:
         self.parens = 0
         self.words: list[str] = []
         self.begins = 0
+        self.scanned = Scanned()
+        self.ended: list[str] = []  # the statements (skeletons) that ended on this line
 
     def feed(self, raw: bytes) -> Iterator[Finding]:
         self.lineno += 1
@@ -129,7 +163,30 @@ class _Scanner:
                 yield from self._restrict(match)
                 return
         line = raw.decode("utf-8", errors="replace")
+        self.ended = []
         yield from self._lex(line)
+        for skeleton in self.ended:
+            yield from self._defer(skeleton, line, len(self.ended))
+
+    def _defer(self, skeleton: str, line: str, ended: int) -> Iterator[Finding]:
+        """A statement the superuser runs apart: it must be alone on its line, as pg_dump
+        writes it, so the loading role's copy can leave exactly that line out."""
+        flat = skeleton
+        while "(" in flat:  # a signature's commas are not ALTER TABLE's list of actions
+            unnested = re.sub(r"\([^()]*\)", "", flat)
+            if unnested == flat:
+                break
+            flat = unnested
+        for pattern, kind in _DEFER:
+            if not pattern.match(flat if kind == "owner" else skeleton):
+                continue
+            text = line.strip()
+            if ended != 1 or self.start != self.lineno or not text.endswith(";") \
+                    or "".join(self.skeleton).strip():
+                yield Finding(self.lineno, f"{_shown(skeleton)} not alone on its line")
+                return
+            self.scanned.deferred.append(Deferred(self.lineno, kind, text[:-1].rstrip()))
+            return
 
     def _restrict(self, match: re.Match[bytes]) -> Iterator[Finding]:
         kind, key = match.group(1), match.group(2)
@@ -265,6 +322,9 @@ class _Scanner:
                     yield Finding(self.start, f"a function in language {lang.lower()}, which "
                                   "can reach the operating system (if it is yours, "
                                   f"{TRUST}={lang.lower()} lets dbkit load it)", own=False)
+                elif lang in _UNTRUSTED:
+                    self.scanned.languages.add(lang.lower())
+        self.ended.append(text)
         if _COPY_IN.match(text):
             self.copy_data = True
 
@@ -290,15 +350,17 @@ def findings(lines: Iterable[bytes]) -> Iterator[Finding]:
 
 
 def require_harmless(lines: Iterable[bytes], what: str,
-                     trust: Collection[str] = ()) -> bytes | None:
-    """Refused (one line) at the first thing pg_dump would not have written; else the key of
-    pg_dump's own ``\\restrict`` line (None when it wrote none)."""
+                     trust: Collection[str] = ()) -> Scanned:
+    """Refused (one line) at the first thing pg_dump would not have written; else what the
+    load needs to know: pg_dump's own ``\\restrict`` key, the statements the superuser
+    runs apart (``asrole``), the trusted untrusted languages it creates functions in."""
     scanner = _Scanner(trust)
     for found in _all(scanner, lines):
         why = "pg_dump never writes this, so dbkit" if found.own else "dbkit"
         raise NotData(f"{what}, line {found.line}: {found.what}; {why} will not load it (a "
                       "backup is data, never code); nothing was run and nothing was changed")
-    return scanner.restrict_key
+    scanner.scanned.key = scanner.restrict_key
+    return scanner.scanned
 
 
 def _all(scanner: _Scanner, lines: Iterable[bytes]) -> Iterator[Finding]:

@@ -43,6 +43,7 @@ from dbkit.console import Console, mask
 from dbkit.errors import ConfigError, DbkitError, ServerUnreachable
 from dbkit.files import fsync_dir
 from dbkit.pg import catalog, locks, tools
+from dbkit.pg.mode import chain_server
 from dbkit.pg.server import Server
 from dbkit.project import versions
 from dbkit.project.chain import AlembicProject
@@ -235,7 +236,7 @@ def take_migrations_backup(
     """Copy the versions directory into a new backup (no database needed). ``info``: what
     ``project.backup_info()`` already returned (saves an Alembic child); ``extra``: more
     manifest fields."""
-    project = project or AlembicProject(settings, None, out=out)
+    project = project or AlembicProject(settings, chain_server(settings), out=out)
     with draft(settings.backup_dir, settings) as d:
         info = (read_project(project, out) if info is None
                 else checked_info(project, out, dict(info)))

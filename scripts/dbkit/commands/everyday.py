@@ -9,7 +9,7 @@ from dbkit.console import Console
 from dbkit.errors import ChainBuildFailed, ConfigError, DbkitError
 from dbkit.pg.docker import DockerServer
 from dbkit.pg.embedded import EmbeddedServer
-from dbkit.pg.mode import get_server
+from dbkit.pg.mode import chain_server, get_server
 from dbkit.pg.server import Server
 from dbkit.project import archive
 from dbkit.project.chain import AlembicProject
@@ -145,4 +145,5 @@ def _unknown(settings: Settings, rev: str, versions_dir: Path | None) -> str:
 
 def history(settings: Settings, out: Console) -> None:
     """Show the migration history (alembic history)."""
-    out.result(AlembicProject(settings, None, out=out).history_text().rstrip())
+    out.result(AlembicProject(settings, chain_server(settings), out=out)
+               .history_text().rstrip())

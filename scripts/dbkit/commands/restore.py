@@ -19,13 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from dbkit.backup import asrole
 from dbkit.backup.load import require_loadable, trial_restore
 from dbkit.backup.manifest import MIGRATIONS, Backup, choose_backup, require_intact
 from dbkit.backup.take import take_full_backup, take_migrations_backup
 from dbkit.console import Console
 from dbkit.errors import DbkitError
 from dbkit.pg import scratch
-from dbkit.pg.mode import get_server
+from dbkit.pg.mode import chain_server, get_server
 from dbkit.pg.queries import quote_ident
 from dbkit.pg.server import Server
 from dbkit.project import archive as archives
@@ -75,7 +76,7 @@ def previous_name(server: Server, dbname: str) -> str:
 # -- verbs ---------------------------------------------------------------------------------
 def migration_restore(settings: Settings, out: Console, *, backup: str = "") -> None:
     """Restore the migrations (versions directory) from a backup, saving the current first."""
-    project = AlembicProject(settings, None, out=out)
+    project = AlembicProject(settings, chain_server(settings), out=out)
     chosen = choose_backup(settings.backup_dir, out, backup, kinds=("full", "migrations"),
                            action="restore the migrations of")
     with project_lock(settings, "migration-restore"):
@@ -117,6 +118,7 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
             ThreadPoolExecutor(max_workers=1) as pool:
         checkpoint("locked")
         swept = scratch.sweep_stale(server)
+        asrole.sweep_roles(server)
         if swept:
             out.say(f"Dropped {len(swept)} scratch databases left by interrupted runs")
         checkpoint("swept")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from dbkit.backup import asrole
 from dbkit.backup.load import verify_backup
 from dbkit.backup.manifest import choose_backup, summary, write_manifest
 from dbkit.console import Console
@@ -22,6 +23,7 @@ def backup_verify(settings: Settings, out: Console, *, backup: str = "") -> None
         server = get_server(settings)
         server.ensure_running(out)
         scratch.sweep_stale(server)
+        asrole.sweep_roles(server)
     problems = verify_backup(server, chosen, out, settings.trust_languages)
     chosen.manifest["verification"] = {
         "verified_at": datetime.now().astimezone().isoformat(timespec="seconds"),

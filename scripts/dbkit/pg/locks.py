@@ -10,24 +10,14 @@ sessions that hold the locks, so the user knows what to end.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import psycopg2
 
 from dbkit.console import mask
-
-if TYPE_CHECKING:
-    from dbkit.pg.server import Server
-    from dbkit.settings import Settings
+from dbkit.pg.server import Server
 
 LOCK_TIMEOUT = "55P03"  # lock_not_available: lock_timeout ran out, or NOWAIT
 # How pg_dump and psql report it in their stderr
 _SAYS = ("lock timeout", "could not obtain lock")
-
-
-def options(seconds: float) -> str:
-    """The libpq ``options`` that bound every lock wait of a session (0: no limit)."""
-    return f"-c lock_timeout={int(seconds * 1000)}" if seconds > 0 else ""
 
 
 def timed_out(err: BaseException) -> bool:
@@ -77,16 +67,3 @@ def waited(server: Server, dbname: str, what: str) -> str:
                 f"stopped: {who}; end that session or wait for it, then run again",
                 server.secrets)
 
-
-def waited_in(settings: Settings, err: psycopg2.Error, what: str) -> str:
-    """``waited`` for a statement that met the limit outside a verb's own handling: the
-    database is the one of the connection it ran on."""
-    from dbkit.pg.mode import get_server  # the server classes import this module
-
-    server = get_server(settings)
-    cursor = getattr(err, "cursor", None)
-    try:
-        dbname = cursor.connection.info.dbname if cursor is not None else server.dev_db
-    except psycopg2.Error:
-        dbname = server.dev_db
-    return waited(server, dbname, what)

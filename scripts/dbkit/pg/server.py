@@ -19,7 +19,7 @@ from psycopg2 import sql
 
 from dbkit.console import Console, mask
 from dbkit.errors import DbkitError, ServerUnreachable, first_line
-from dbkit.pg import locks, tools
+from dbkit.pg import tools
 from dbkit.retry import retry
 from dbkit.settings import Settings
 
@@ -117,13 +117,18 @@ class Server(ABC):
 
     # -- connections ------------------------------------------------------------------------
     def connect(
-        self, dbname: str | None = None, *, autocommit: bool = True, wait: float = 10.0
+        self, dbname: str | None = None, *, autocommit: bool = True, wait: float = 10.0,
+        as_role: tuple[str, str] | None = None,
     ) -> psycopg2.extensions.connection:
-        """Connect, retrying while the server says it is starting up; one-line errors."""
+        """Connect, retrying while the server says it is starting up; one-line errors.
+        ``as_role``: (user, password) instead of the server's own (backup/asrole.py)."""
         p = {"connect_timeout": "5", "application_name": "dbkit"}
         p.update({k: v for k, v in self.params(dbname).items() if v})
+        if as_role is not None:
+            p["user"], p["password"] = as_role
         # Every wait on the app's locks is bounded (pg/locks.py), the URL's own options kept.
-        bound = locks.options(self.settings.lock_wait_timeout)
+        seconds = self.settings.lock_wait_timeout
+        bound = f"-c lock_timeout={int(seconds * 1000)}" if seconds > 0 else ""
         if bound:
             p["options"] = f"{p['options']} {bound}" if p.get("options") else bound
         def attempt() -> psycopg2.extensions.connection:

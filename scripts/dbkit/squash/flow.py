@@ -34,7 +34,7 @@ from dbkit.errors import (
 )
 from dbkit.files import fsync_dir, inside
 from dbkit.pg import catalog, scratch
-from dbkit.pg.mode import get_server
+from dbkit.pg.mode import chain_server, get_server
 from dbkit.pg.server import Server
 from dbkit.project import archive as archives
 from dbkit.project import versions as vdir
@@ -453,7 +453,7 @@ def swap(settings: Settings, plan: Plan, staged: Path, outcome: Outcome, *,
         fsync_dir(vdir.real_dir(versions_dir).parent)
         checkpoint("squash-replaced")
         try:
-            heads = AlembicProject(settings, None, out=out).heads()
+            heads = AlembicProject(settings, chain_server(settings), out=out).heads()
             expected = plan.head if plan.kept else outcome.revision
             if heads != [expected]:
                 raise DbkitError(f"after the swap Alembic sees heads {heads}, not "

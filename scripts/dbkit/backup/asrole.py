@@ -1,0 +1,150 @@
+"""A backup loads as a role that cannot reach beyond its scratch database.
+
+The scan (``sqlscan``) refuses what pg_dump never writes, but a function body pg_dump does
+write (plpgsql, SQL) may call ``COPY … TO PROGRAM``, ``pg_read_file`` or ``lo_import`` when a
+CHECK, a DEFAULT, an index or a trigger runs it during the load: as a superuser, that is the
+server's OS user. So the load connects as a fresh role with no rights of its own
+(``NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS``, member of nothing), which owns only the
+scratch database it loads into; its password is random, never shown, and the server keeps
+only its SCRAM verifier. What such a role cannot do and a dump needs, the superuser does,
+each statement checked to be of a form that runs no code:
+
+- before the load, ``CREATE EXTENSION IF NOT EXISTS x WITH SCHEMA public`` (extensions
+  are installed on the server by its administrator; the dump's own line is then a no-op);
+- after it, the owners (``ALTER … OWNER TO``: the role cannot give away what it owns),
+  ``ALTER DEFAULT PRIVILEGES FOR ROLE`` and ``COMMENT ON EXTENSION``; then every object
+  still the role's goes to the superuser and the role is dropped.
+
+A server user who is not a superuser loads as itself: it already cannot do those things.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from dbkit.backup.sqlscan import Scanned
+from dbkit.console import mask
+from dbkit.errors import BackupCorrupt
+from dbkit.pg.server import Server
+from dbkit.pg.tools import Invocation
+
+PREFIX = "dbkit_load_"
+
+
+@dataclass
+class Role:
+    name: str
+    password: str = ""
+
+    def tool(self, inv: Invocation) -> Invocation:
+        """The same client tool, connecting as this role."""
+        env = {**inv.env, "PGUSER": self.name, "PGPASSWORD": self.password}
+        return Invocation(inv.argv, env, (*inv.secrets, self.password))
+
+
+def is_superuser(server: Server, dbname: str) -> bool:
+    conn = server.connect(dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            row = cur.fetchone()
+            return bool(row and row[0])
+    finally:
+        conn.close()
+
+
+@contextmanager
+def loading_role(server: Server, dbname: str, scanned: Scanned) -> Iterator[Role | None]:
+    """A role to load ``dbname`` as (None: the server's user is no superuser, load as it);
+    on success the superuser's part is done after the load; always the role is dropped."""
+    if not is_superuser(server, dbname):
+        yield None
+        return
+    role = Role(f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}", secrets.token_urlsafe(24))
+    conn = server.connect(dbname)
+    created = False
+    try:
+        with conn.cursor() as cur:
+            verifier = psycopg2.extensions.encrypt_password(role.password, role.name, conn,
+                                                            "scram-sha-256")
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                                "NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD {}").format(
+                sql.Identifier(role.name), sql.Literal(verifier)))
+            created = True
+            cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(dbname), sql.Identifier(role.name)))
+            for statement in scanned.deferred:
+                if statement.kind == "extension":
+                    _run(cur, statement.text, server)
+        yield role
+        with conn.cursor() as cur:
+            for statement in scanned.deferred:
+                if statement.kind != "extension":
+                    _run(cur, statement.text, server)
+    finally:
+        try:
+            if created:
+                drop_role(server, conn, role.name)
+        except psycopg2.Error:
+            pass  # the next run's sweep drops it (sweep_roles), with its scratch database
+        finally:
+            conn.close()
+
+
+def _run(cur: psycopg2.extensions.cursor, text: str, server: Server) -> None:
+    try:
+        cur.execute(text)  # no parameters: a % in a name stays as it is
+    except psycopg2.Error as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BackupCorrupt(f"does not restore: {mask(first, server.secrets)} (in {text[:80]})"
+                            ) from None
+
+
+def drop_role(server: Server, conn: psycopg2.extensions.connection, name: str) -> None:
+    """What the role still owns in ``conn``'s database (and that database) goes to the
+    superuser; its grants go; then the role."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(name)))
+        cur.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def sweep_roles(server: Server) -> list[str]:
+    """Roles of killed loads (their pid gone) that own nothing any more: dropped."""
+    conn = server.connect(server.maintenance_db)
+    dropped = []
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s",
+                        (PREFIX.replace("_", "\\_") + "%",))
+            names = [row[0] for row in cur.fetchall()]
+            for name in names:
+                pid = name[len(PREFIX):].split("_", 1)[0]
+                if pid.isdigit() and _alive(int(pid)):
+                    continue
+                try:
+                    cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+                    dropped.append(name)
+                except psycopg2.Error:
+                    pass  # it still owns something in a database being dropped: next run
+    finally:
+        conn.close()
+    return dropped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
