@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,10 @@ def pytest_report_header() -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # An xdist worker ignores SIGINT, and an ignored signal stays ignored in every child it
+    # starts: the tests that press Ctrl-C in a dbkit subprocess need it delivered.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # Each run gets a base temporary folder of its own, not /tmp/pytest-of-<user>: pytest
     # resets that shared folder to 0700 when another run starts, which cuts the embedded
     # server's OS user off from data directories under tmp_path mid-run (dbkit grants it
