@@ -31,6 +31,7 @@ from dbkit.backup.sqlscan import NotData, require_harmless
 from dbkit.files import file_digest
 from dbkit.pg import scratch
 from dbkit.pg.embedded import EmbeddedServer
+from dbkit.pg.tools import server_failed
 
 PADDING = "x" * 240
 # Text a normal database may hold: backslash lines inside a function body and a string,
@@ -290,3 +291,15 @@ WRITTEN = {
 @pytest.mark.parametrize("text", WRITTEN.values(), ids=WRITTEN.keys())
 def test_what_pg_dump_writes_is_not_refused(text: bytes) -> None:
     assert require_harmless(io.BytesIO(text).readlines(), "the dump").key is None
+
+
+@pytest.mark.parametrize(("message", "server"), [
+    ("pg_restore failed (exit 1): pg_restore: error: could not execute query: ERROR:  could "
+     "not extend file \"base/16384/16999\": No space left on device", True),
+    ("psql failed (exit 2): server closed the connection unexpectedly", True),
+    ("pg_restore failed (exit 1): pg_restore: error: input file appears to be truncated", False),
+    ("the schema differs from the one recorded in the manifest", False),
+])
+def test_the_servers_own_failure_is_no_verdict_on_the_backup(message: str, server: bool) -> None:
+    """Disk full on the server during verify once wrote VERIFY FAILED into a good backup."""
+    assert server_failed(message) is server

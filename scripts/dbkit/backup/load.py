@@ -440,7 +440,12 @@ def verify_backup(server: Server | None, backup: Backup, out: Console,
         problems.append(err.message)
     except BackupCorrupt as err:
         problems.extend(err.detail.splitlines() if err.detail else [err.message])
+    for problem in problems:
+        if tools.server_failed(problem):
+            raise ToolError(f"could not verify backup {backup.name}: the server failed, not "
+                            f"the backup ({problem}); its manifest is unchanged") from None
     return problems
+
 
 
 def populated_matviews(conn: psycopg2.extensions.connection) -> list[str]:

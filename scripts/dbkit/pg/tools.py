@@ -155,3 +155,15 @@ def embedded_bin_dir() -> Path | None:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     return path if (path / "postgres").exists() else None
+
+
+# The server's own trouble (disk full, out of memory, a crash): no verdict on the backup.
+_SERVER_FAILED = re.compile(r"No space left on device|could not extend file|out of memory|"
+                            r"could not write to file|server closed the connection|"
+                            r"terminating connection|the database system is (shutting down|"
+                            r"in recovery mode)|could not resize shared memory")
+
+
+def server_failed(message: str) -> bool:
+    """Whether a tool's error is the server's own trouble, not the input's."""
+    return bool(_SERVER_FAILED.search(message))
