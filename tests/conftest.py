@@ -116,6 +116,8 @@ def base_env(pgdata: Path, dbname: str, project_dir: Path, **extra: str) -> dict
         "BACKEND_DIR": str(BACKEND),
         "BACKUP_DIR": str(project_dir / "backups"),
         "NO_COLOR": "1",
+        # as under make, which this repository's users type: advice names make targets
+        "MAKELEVEL": "1",
         **SERVER_ENV,
     }
     env.update(extra)

@@ -295,3 +295,19 @@ def _all_databases(server: EmbeddedServer) -> set[str]:
         names = {r[0] for r in cur.fetchall()}
     conn.close()
     return names
+
+
+@pytest.mark.parametrize(("under_make", "advice"), [
+    (True, "verify it with: make db-backup-verify BACKUP="),
+    (False, "verify it with: BACKUP="),
+])
+def test_advice_names_what_the_user_types(env: dict[str, str], project_dir: Path,
+                                          under_make: bool, advice: str) -> None:
+    """Under make (MAKELEVEL set) the make target; run as dbkit itself, the verb."""
+    if not under_make:
+        env = {k: v for k, v in env.items() if k != "MAKELEVEL"}
+    result = run_cli(["backup-full"], env, cwd=project_dir)
+    assert result.code == 0, result.err
+    line = next(x for x in result.out.splitlines() if "verify it with" in x)
+    assert advice in line, line
+    assert line.endswith("dbkit backup-verify") != under_make, line

@@ -40,9 +40,12 @@ class Console:
         self.colour = colour
         self._said: set[str] = set()
         self._open_step: str | None = None  # a "Title ... " waiting for its "done"
+        # Advice names make targets; run as plain `dbkit` (no make around it), the verbs
+        # instead (``as_commands``).
+        self.targets: dict[str, str] = {}
 
     def mask(self, text: str) -> str:
-        return mask(text, self.secrets)
+        return mask(as_commands(text, self.targets) if self.targets else text, self.secrets)
 
     def paint(self, text: str, colour: str) -> str:
         if not self.colour:
@@ -146,3 +149,18 @@ def mask(text: str, secrets: tuple[str, ...] | list[str]) -> str:
         for form in {secret, quote(secret, safe="")}:
             text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])", "***", text)
     return text
+
+
+_MAKE = re.compile(r"make (db-[a-z-]+)((?: [A-Z_]+=(?:\"[^\"]*\"|'[^']*'|[^\s;,)`]+))*)")
+
+
+def as_commands(text: str, targets: dict[str, str]) -> str:
+    """``make db-backup-verify BACKUP=x`` as ``BACKUP=x dbkit backup-verify``: what the same
+    advice is for someone who runs dbkit itself (``targets``: make target → verb)."""
+    def verb(match: re.Match[str]) -> str:
+        name = targets.get(match.group(1))
+        if name is None:
+            return match.group(0)
+        given = match.group(2).strip()
+        return f"{given} dbkit {name}" if given else f"dbkit {name}"
+    return _MAKE.sub(verb, text)

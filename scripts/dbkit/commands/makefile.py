@@ -32,3 +32,20 @@ def make_include(settings: object, out: Console, *, snippet: bool = False,
                 out.out.write(f"  make {match.group(1):<24} {match.group(2)}\n")
     else:
         out.out.write(f"{INCLUDE}\n")
+
+
+def verbs_of_targets() -> dict[str, str]:
+    """make target → dbkit verb, as the include file says (``db-backup-verify`` →
+    ``backup-verify``)."""
+    found: dict[str, str] = {}
+    current = None
+    for line in INCLUDE.read_text().splitlines():
+        head = re.match(r"^(db-[a-z-]+):", line)
+        if head:
+            current = head.group(1)
+            continue
+        call = re.match(r"^\t@\$\(DBKIT\) ([a-z-]+)", line)
+        if call and current:
+            found[current] = call.group(1)
+            current = None
+    return found
