@@ -25,8 +25,8 @@ from backup_helpers import (
 )
 
 from conftest import run_cli
-from dbkit.backup.load import copy_without_settings
 from dbkit.backup.manifest import Backup, read_manifest, write_manifest
+from dbkit.backup.script import copy_without_settings
 from dbkit.backup.sqlscan import NotData, require_harmless
 from dbkit.files import file_digest
 from dbkit.pg import scratch
@@ -62,6 +62,18 @@ def loading_roles(server: EmbeddedServer) -> list[str]:
             return [row[0] for row in cur.fetchall()]
     finally:
         conn.close()
+
+
+def owner_escape(data: bytes, marker: Path) -> bytes:
+    """An owner line whose string, split by a carriage return, the server joins into one:
+    the scanner must read it as the server does (it once saw a plain owner change)."""
+    line = b"ALTER TABLE public.alembic_version OWNER TO postgres;\n"
+    assert line in data
+    evil = (b"ALTER TABLE public.alembic_version ALTER COLUMN version_num SET DEFAULT E'a'\r"
+            b"'\\''; COPY (SELECT 1) TO PROGRAM $$cat >/dev/null; touch " + str(marker).encode()
+            + b"$$; ALTER TABLE public.alembic_version ALTER COLUMN version_num DROP DEFAULT; "
+            b"ALTER TABLE public.alembic_version OWNER TO postgres; -- ' OWNER TO postgres;\n")
+    return data.replace(line, evil)
 
 
 def tampered(good: Path, name: str, file: str, change: Any) -> str:
@@ -125,6 +137,18 @@ def shelf(tmp_path_factory: pytest.TempPathFactory, pgdata: Path,
             "plain do": tampered(plain, "20000101_000005", "database_full.sql", after_header(
                 f"DO $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {marker}'''; "
                 "END $$;\n".encode())),
+            # the second review: an owner line the server reads as three statements
+            "plain owner escape": tampered(plain, "20000101_000008", "database_full.sql",
+                                           lambda data: owner_escape(data, marker)),
+            # the loading role owns its database while it loads: what it sets there is undone
+            "plain database settings": tampered(plain, "20000101_000009", "database_full.sql",
+                after_header(
+                    b"CREATE FUNCTION public.odd() RETURNS boolean LANGUAGE plpgsql AS $f$ BEGIN "
+                    b"EXECUTE format('ALTER DATABASE %I SET search_path = evil, public', "
+                    b"current_database()); EXECUTE format('ALTER DATABASE %I IS_TEMPLATE true', "
+                    b"current_database()); RETURN true; END $f$;\n"
+                    b"CREATE TABLE public.odd (a int CHECK (public.odd()));\n"
+                    b"COPY public.odd (a) FROM stdin;\n1\n\\.\n")),
             # what only a role without superuser rights stops: pg_dump writes such forms
             "plain check": tampered(plain, "20000101_000006", "database_full.sql", after_header(
                 f"CREATE FUNCTION public.pwn() RETURNS boolean LANGUAGE plpgsql AS $f$ BEGIN "
@@ -151,6 +175,8 @@ TAMPERED = [
     ("plain connect", "a psql meta-command (\\connect"),
     ("plain program", "a statement pg_dump does not write (COPY"),
     ("plain do", "a statement pg_dump does not write (DO"),
+    ("plain owner escape", "a statement pg_dump does not write (COPY"),
+    ("plain database settings", "the schema differs"),
     ("plain check", "does not restore"),  # the server refused the loading role
     ("plain trigger", "does not restore"),
 ]
@@ -166,7 +192,8 @@ def test_a_tampered_backup_runs_nothing(shelf: dict[str, Any], server: EmbeddedS
     assert result.code == 1, result.err
     line = one_line_error(result.err)
     # refused by the scan before anything ran, or by the server to the loading role
-    assert message in line and ("nothing was run" in line or "nothing was changed" in line), line
+    assert message in line, line
+    assert verb == "backup-verify" or "nothing was run" in line or "nothing was changed" in line
     assert not shelf["marker"].exists()
     assert state(server, shelf["db"]) == shelf["state"]
     assert state(server, shelf["neighbour"]) == shelf["neighbour_state"]
@@ -303,3 +330,57 @@ def test_what_pg_dump_writes_is_not_refused(text: bytes) -> None:
 def test_the_servers_own_failure_is_no_verdict_on_the_backup(message: str, server: bool) -> None:
     """Disk full on the server during verify once wrote VERIFY FAILED into a good backup."""
     assert server_failed(message) is server
+
+
+def test_grants_owners_and_extensions_come_back_as_they_were(
+        tmp_path: Path, pgdata: Path, server: EmbeddedServer) -> None:
+    """What the loading role cannot do itself: a revoke on an extension's function, a table
+    of another role, a grant to a third; set by the superuser after the load, as they were."""
+    project_dir = tmp_path / "project"
+    project_dir.mkdir()
+    roles = ("dbkit_t_owner", "dbkit_t_reader")
+    with scratch.scratch_database(server, "grants") as dbname:
+        env = make_project(project_dir, pgdata, dbname)
+        upgrade(env, server, dbname)
+        admin = server.connect(dbname)
+        try:
+            with admin.cursor() as cur:
+                for role in roles:
+                    cur.execute(f"DROP ROLE IF EXISTS {role}")
+                    cur.execute(f"CREATE ROLE {role}")
+            execute(server, dbname, "CREATE EXTENSION pg_trgm",
+                    "REVOKE ALL ON FUNCTION public.similarity(text, text) FROM PUBLIC",
+                    "CREATE TABLE public.theirs (a int)",
+                    "ALTER TABLE public.theirs OWNER TO dbkit_t_owner",
+                    "GRANT SELECT ON public.theirs TO dbkit_t_reader")
+            query = ("SELECT (SELECT proacl::text FROM pg_proc WHERE proname = 'similarity'), "
+                     "(SELECT relacl::text || ' ' || relowner::regrole::text FROM pg_class "
+                     "WHERE relname = 'theirs')")
+            with admin.cursor() as cur:
+                cur.execute(query)
+                before = cur.fetchone()
+            admin.close()  # restore-full ends the database's sessions
+            made = backup(env, project_dir)
+            restored = run_cli(["restore-full"], {**env, "BACKUP": made.name,
+                                                  "CONFIRM": "restore", "KEEP_PREVIOUS": "0"},
+                               cwd=project_dir)
+            assert restored.code == 0, restored.err
+            conn = server.connect(dbname)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(query)
+                    assert cur.fetchone() == before
+            finally:
+                conn.close()
+            assert loading_roles(server) == []
+        finally:
+            admin.close()
+            admin = server.connect(dbname)
+            with admin.cursor() as cur:
+                cur.execute(f"DROP OWNED BY {', '.join(roles)}")
+            admin.close()
+            drop_roles = server.connect("postgres")
+            with drop_roles.cursor() as cur:
+                for role in roles:
+                    cur.execute(f"DROP ROLE IF EXISTS {role}")
+            drop_roles.close()

@@ -33,8 +33,9 @@ from backup_helpers import (
 
 from conftest import base_env, copy_backend, run_cli
 from dbkit import cli
-from dbkit.backup.load import copy_without_settings, loadable_problem
+from dbkit.backup.load import loadable_problem
 from dbkit.backup.manifest import Backup, find_backup, read_manifest, write_manifest
+from dbkit.backup.script import copy_without_settings
 from dbkit.commands.restore import STEPS
 from dbkit.files import file_digest
 from dbkit.pg import catalog, scratch, tools

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, str] = {
     "URL_ENV": "",
     "TARGET_PG": "",
     "TRUST_LANGUAGES": "",
+    "TRUST_BACKUPS": "0",
 }
 # The checks db-validate-schema can run (CHECKS chooses; empty: all that apply).
 CHECK_NAMES = ("models", "chain", "registry")
@@ -85,6 +86,12 @@ class Settings:
     allow_template_cache: bool = False
     # restores: untrusted languages (plpython3u, c) whose functions a backup may create
     trust_languages: tuple[str, ...] = ()
+    trust_backups: bool = False  # TRUST_BACKUPS=1: load as the server's user, after the scan
+
+    @property
+    def trust(self) -> tuple[str, ...]:
+        """What a backup's load may do beyond the default (backup/sqlscan.py)."""
+        return (*self.trust_languages, *(("*",) if self.trust_backups else ()))
     # squash: a table with more seed rows, or more bytes of them, goes to a data file (COPY)
     seed_data_file_rows: int = 1000
     seed_data_file_bytes: int = 100000
@@ -288,6 +295,7 @@ def load_settings(
         checks=_checks(get("CHECKS")),
         allow_template_cache=_bool("ALLOW_TEMPLATE_CACHE", get("ALLOW_TEMPLATE_CACHE")),
         trust_languages=tuple(p.strip() for p in get("TRUST_LANGUAGES").split(",") if p.strip()),
+        trust_backups=_bool("TRUST_BACKUPS", get("TRUST_BACKUPS")),
         seed_data_file_rows=int(_number("SEED_DATA_FILE_ROWS", get("SEED_DATA_FILE_ROWS"),
                                         low=0, high=10**12)),
         seed_data_file_bytes=int(_number("SEED_DATA_FILE_BYTES", get("SEED_DATA_FILE_BYTES"),

@@ -9,11 +9,14 @@ scratch database it loads into; its password is random, never shown, and the ser
 only its SCRAM verifier. What such a role cannot do and a dump needs, the superuser does,
 each statement checked to be of a form that runs no code:
 
-- before the load, ``CREATE EXTENSION IF NOT EXISTS x WITH SCHEMA public`` (extensions
-  are installed on the server by its administrator; the dump's own line is then a no-op);
-- after it, the owners (``ALTER … OWNER TO``: the role cannot give away what it owns),
-  ``ALTER DEFAULT PRIVILEGES FOR ROLE`` and ``COMMENT ON EXTENSION``; then every object
-  still the role's goes to the superuser and the role is dropped.
+after the load the database is taken back (and whatever its owner set on it undone), then
+the owners (``ALTER … OWNER TO``: the role cannot give away what it owns), the grants (as
+though the owner gave them, as pg_restore run by a superuser does),
+``ALTER DEFAULT PRIVILEGES FOR ROLE`` and ``COMMENT ON EXTENSION``; then every object still
+the role's goes to the superuser and the role is dropped. The role creates the extensions
+a database's owner may create (trusted ones: pgcrypto, citext, pg_trgm, hstore …); a backup
+needing another (postgis, postgres_fdw), or anything else only a superuser may create, loads
+only with ``TRUST_BACKUPS=1``.
 
 A server user who is not a superuser loads as itself: it already cannot do those things.
 """
@@ -33,6 +36,7 @@ from psycopg2 import sql
 from dbkit.backup.sqlscan import Scanned
 from dbkit.console import mask
 from dbkit.errors import BackupCorrupt
+from dbkit.pg import catalog
 from dbkit.pg.server import Server
 from dbkit.pg.tools import Invocation
 
@@ -61,42 +65,69 @@ def is_superuser(server: Server, dbname: str) -> bool:
         conn.close()
 
 
+@dataclass
+class Loaded:
+    """What the load learnt as the loading role: the row count of every table, read while
+    the role owned them (a superuser's count could run the backup's code: a partial index's
+    predicate, evaluated by the planner)."""
+    counts: dict[str, int] | None = None
+
+
 @contextmanager
-def loading_role(server: Server, dbname: str, scanned: Scanned) -> Iterator[Role | None]:
+def loading_role(server: Server, dbname: str, scanned: Scanned,
+                 loaded: Loaded) -> Iterator[Role | None]:
     """A role to load ``dbname`` as (None: the server's user is no superuser, load as it);
-    on success the superuser's part is done after the load; always the role is dropped."""
+    on success the row counts are read as it, then the superuser's part is done; always the
+    database is taken back and the role dropped."""
     if not is_superuser(server, dbname):
         yield None
         return
     role = Role(f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}", secrets.token_urlsafe(24))
-    conn = server.connect(dbname)
+    conn = server.connect(dbname, pinned=True)
     created = False
     try:
         with conn.cursor() as cur:
             verifier = psycopg2.extensions.encrypt_password(role.password, role.name, conn,
                                                             "scram-sha-256")
+            # INHERIT: a database's owner has the rights of pg_database_owner only through it
+            # (15+: the owner of schema public); the role is member of nothing else
             cur.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
-                                "NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD {}").format(
+                                "NOREPLICATION NOBYPASSRLS PASSWORD {}").format(
                 sql.Identifier(role.name), sql.Literal(verifier)))
             created = True
             cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
                 sql.Identifier(dbname), sql.Identifier(role.name)))
-            for statement in scanned.deferred:
-                if statement.kind == "extension":
-                    _run(cur, statement.text, server)
         yield role
+        counter = server.connect(dbname, as_role=(role.name, role.password), pinned=True)
+        try:
+            loaded.counts = catalog.table_row_counts(counter)
+        finally:
+            counter.close()
+        _take_back(conn, dbname)
         with conn.cursor() as cur:
             for statement in scanned.deferred:
-                if statement.kind != "extension":
-                    _run(cur, statement.text, server)
+                _run(cur, statement.text, server)
     finally:
         try:
             if created:
+                _take_back(conn, dbname)
                 drop_role(server, conn, role.name)
         except psycopg2.Error:
             pass  # the next run's sweep drops it (sweep_roles), with its scratch database
         finally:
             conn.close()
+
+
+def _take_back(conn: psycopg2.extensions.connection, dbname: str) -> None:
+    """Whatever the role, as the database's owner, set on it during the load (a search_path
+    for every later session, IS_TEMPLATE that blocks its drop, a connection limit) undone,
+    and the database the superuser's again."""
+    name = sql.Identifier(dbname)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(name))
+        cur.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false ALLOW_CONNECTIONS true "
+                            "CONNECTION LIMIT -1").format(name))
+        cur.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(name))
 
 
 def _run(cur: psycopg2.extensions.cursor, text: str, server: Server) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -26,16 +25,11 @@ from dbkit.backup.manifest import (
     check_files,
     summary,
 )
+from dbkit.backup.script import copy_without_settings, psql_restricts, unknown_settings
 from dbkit.console import Console
 from dbkit.errors import BackupCorrupt, DbkitError, Refused, ToolError
 from dbkit.pg import catalog, scratch, tools
 from dbkit.pg.server import Server
-
-# Settings a plain dump may SET that older servers reject, and the version that knows them:
-# pg_dump 17+ writes "SET transaction_timeout = 0;" whatever the server it dumps. load_sql
-# leaves these lines out for an older server (they only reset a timeout for the session).
-_NEW_SETTINGS = {"transaction_timeout": 17}
-_HEADER_LINES = 100  # pg_dump's SET lines open the file; nothing below them is touched
 
 
 def _major(version: str | None) -> int | None:
@@ -147,46 +141,58 @@ def scan_archive(server: Server, dump: Path, trust: Collection[str] = ()) -> sql
 
 
 def load_dump(server: Server, backup: Backup, dbname: str,
-              trust: Collection[str] = ()) -> None:
+              trust: Collection[str] = ()) -> dict[str, int] | None:
     """Load a backup's dump into an (empty) database; the first error stops it. What it
     would run is read through first (``sqlscan``), and it runs as a role that cannot reach
-    beyond ``dbname`` (``asrole``): a backup is data, never code."""
+    beyond ``dbname`` (``asrole``): a backup is data, never code. The row counts, when that
+    role read them (else None: count as the server's user)."""
     dump = backup.dump
     assert dump is not None
     _require_streamable(backup, server)
+    loaded = asrole.Loaded()
     if reader_tool(dump) != "pg_restore":
-        load_sql(server, dump, dbname, trust=trust)
-        return
+        load_sql(server, dump, dbname, trust=trust, loaded=loaded)
+        return loaded.counts
     scanned = scan_archive(server, dump, trust)
-    with _as(server, dbname, scanned) as role, _entries_for(server, dump, role) as listing:
-        if unknown_settings(server.major):
-            # pg_restore 17+ SETs transaction_timeout whatever the server: an older server
-            # gets the archive as the SQL script pg_restore writes, without those lines.
-            restore_through_script(server, dump, dbname, role=role, listing=listing)
-            return
-        args = ["--no-password", "--exit-on-error", "-d", dbname]
-        if role is not None:
-            args += ["--no-owner", "-L", str(listing)]
-        if server.mode == "docker":
-            # The file stays here and is streamed in; a stream allows one job only.
-            with dump.open("rb") as fh:
-                tools.run(_inv(server.tool("pg_restore", args, dbname), role), stdin=fh,
-                          what="pg_restore")
-        else:
-            tools.run(_inv(server.tool("pg_restore", [*args, "-j", str(restore_jobs()),
-                                                      str(dump)], dbname), role),
+    with _as(server, dbname, scanned, loaded) as role, \
+            _entries_for(server, dump, role) as listing:
+        _restore_archive(server, dump, dbname, role, listing)
+    return loaded.counts
+
+
+def _restore_archive(server: Server, dump: Path, dbname: str, role: asrole.Role | None,
+                     listing: Path | None) -> None:
+    """The archive into ``dbname``: as ``role`` without owners and the entries the
+    superuser runs after (``listing``), else as it is."""
+    if unknown_settings(server.major):
+        # pg_restore 17+ SETs transaction_timeout whatever the server: an older server
+        # gets the archive as the SQL script pg_restore writes, without those lines.
+        restore_through_script(server, dump, dbname, role=role, listing=listing)
+        return
+    args = ["--no-password", "--exit-on-error", "-d", dbname]
+    if role is not None:
+        args += ["--no-owner", "-L", str(listing)]
+    if server.mode == "docker":
+        # The file stays here and is streamed in; a stream allows one job only.
+        with dump.open("rb") as fh:
+            tools.run(_inv(server.tool("pg_restore", args, dbname), role), stdin=fh,
                       what="pg_restore")
+    else:
+        tools.run(_inv(server.tool("pg_restore", [*args, "-j", str(restore_jobs()),
+                                                  str(dump)], dbname), role),
+                  what="pg_restore")
 
 
 @contextmanager
-def _as(server: Server, dbname: str, scanned: sqlscan.Scanned) -> Iterator[asrole.Role | None]:
-    """The role to load as: none (the server's user) when a function in a language the user
-    trusts needs a superuser, or in docker mode (the tools run in the container, as its
-    superuser; the archive's list cannot be handed in)."""
-    if scanned.languages or server.mode == "docker":
+def _as(server: Server, dbname: str, scanned: sqlscan.Scanned,
+        loaded: asrole.Loaded | None = None) -> Iterator[asrole.Role | None]:
+    """The role to load as: none (the server's user) with ``TRUST_BACKUPS=1``, when a
+    function in a language the user trusts needs a superuser, or in docker mode (the tools
+    run in the container, as its superuser; the archive's list cannot be handed in)."""
+    if scanned.trusted or scanned.languages or server.mode == "docker":
         yield None
         return
-    with asrole.loading_role(server, dbname, scanned) as role:
+    with asrole.loading_role(server, dbname, scanned, loaded or asrole.Loaded()) as role:
         yield role
 
 
@@ -204,7 +210,7 @@ def _entries_for(server: Server, dump: Path, role: asrole.Role | None) -> Iterat
     proc = tools.run(server.tool("pg_restore", ["--list", str(dump)]), what="pg_restore --list")
     with tempfile.NamedTemporaryFile(prefix="dbkit-list-", suffix=".txt") as listing:
         for line in proc.stdout.splitlines(keepends=True):
-            if re.match(rb"^\d+; \d+ \d+ (DEFAULT ACL|COMMENT - EXTENSION) ", line):
+            if re.match(rb"^\d+; \d+ \d+ (ACL|DEFAULT ACL|COMMENT - EXTENSION) ", line):
                 line = b";" + line
             listing.write(line)
         listing.flush()
@@ -241,7 +247,8 @@ def restore_through_script(server: Server, dump: Path, dbname: str, *,
 
 def load_sql(server: Server, path: Path, dbname: str, *, written_now: bool = False,
              trust: Collection[str] = (),
-             then: Callable[[psycopg2.extensions.connection], None] | None = None) -> None:
+             then: Callable[[psycopg2.extensions.connection], None] | None = None,
+             loaded: asrole.Loaded | None = None) -> None:
     """Run an SQL file (a plain dump) with psql, streamed in; the first error stops it.
     Read through first (``sqlscan``): nothing runs when it holds what pg_dump never writes;
     not a file pg_dump ``written_now`` into a folder only this process writes. ``then``
@@ -255,7 +262,7 @@ def load_sql(server: Server, path: Path, dbname: str, *, written_now: bool = Fal
         return
     with path.open("rb") as fh:
         scanned = sqlscan.require_harmless(fh, str(path), trust)
-    with _as(server, dbname, scanned) as role:
+    with _as(server, dbname, scanned, loaded) as role:
         with path.open("rb") as fh:
             _psql_load(server, dbname, fh, what=str(path), dump_key=scanned.key, role=role,
                        skip=scanned.skipped_lines() if role is not None else set())
@@ -309,62 +316,9 @@ def _psql_load(server: Server, dbname: str, src: BinaryIO, *, what: str,
         raise ToolError(f"reading {what} failed: {failed[0].strerror or failed[0]}")
 
 
-def unknown_settings(server_major: int) -> tuple[str, ...]:
-    """The settings a plain dump may SET that this server major does not know."""
-    return tuple(name for name, since in _NEW_SETTINGS.items() if server_major < since)
-
-
-def copy_without_settings(src: BinaryIO, out: BinaryIO, server_major: int,
-                          dump_key: bytes | None = None,
-                          skip: set[int] | frozenset[int] = frozenset()) -> None:
-    """Copy a plain dump, leaving out its header's SETs of settings the server lacks,
-    pg_dump's own ``\\restrict``/``\\unrestrict`` lines (dbkit's key stands instead) and
-    the lines (numbered from 1) in ``skip``."""
-    names = "|".join(re.escape(n) for n in unknown_settings(server_major))
-    pattern = re.compile(rf"^SET ({names}) = ".encode()) if names else None
-    number = 0
-    for _ in range(_HEADER_LINES):
-        line = src.readline()
-        number += 1
-        if not line:
-            return
-        own = re.match(rb"^\\(un)?restrict ([A-Za-z0-9]+)\s*$", line)
-        if own and dump_key in (None, own.group(2)):  # pg_restore -f writes one of its own
-            dump_key = own.group(2)
-            continue  # a short dump ends inside these lines: its \unrestrict goes too
-        if number in skip:
-            continue
-        if pattern is None or not pattern.match(line):
-            out.write(line)
-    if dump_key is None and not skip:
-        shutil.copyfileobj(src, out, 1024 * 1024)
-        return
-    closing = b"\\unrestrict " + dump_key if dump_key is not None else None
-    for line in src:  # the closing line is the last one; data lines pass as they are
-        number += 1
-        if number not in skip and (closing is None or line.rstrip() != closing):
-            out.write(line)
-
-
-# psql's restricted mode (\restrict, CVE-2025-8714) came in these minor releases.
-_RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
-
-
-def psql_restricts(server: Server) -> bool:
-    """Whether the psql that loads here knows ``\\restrict``."""
-    try:
-        text = tools.run(server.tool("psql", ["--version"]), what="psql --version").stdout
-    except ToolError:
-        return False
-    match = re.search(rb"(\d+)(?:\.(\d+))?", text)
-    if not match:
-        return False
-    major, minor = int(match.group(1)), int(match.group(2) or 0)
-    return major >= 18 or minor >= _RESTRICT_SINCE.get(major, 10**6)
-
-
 def compare_with_manifest(server: Server, dbname: str, backup: Backup,
-                          trust: Collection[str] = ()) -> list[str]:
+                          trust: Collection[str] = (),
+                          counts: dict[str, int] | None = None) -> list[str]:
     """Where a database differs from the schema fingerprint and row counts of a manifest.
 
     A backup taken on an older major: the same schema reads differently from a newer
@@ -373,9 +327,10 @@ def compare_with_manifest(server: Server, dbname: str, backup: Backup,
     before) loaded on this server, instead of with the fingerprint the old major recorded.
     """
     manifest = backup.manifest
-    conn = server.connect(dbname)
+    conn = server.connect(dbname, pinned=True)
     try:
-        counts = catalog.table_row_counts(conn)
+        if counts is None:
+            counts = catalog.table_row_counts(conn)
         fingerprint = catalog.fingerprint(conn)
         matviews = populated_matviews(conn)
     finally:
@@ -404,12 +359,12 @@ def trial_restore(server: Server, backup: Backup, out: Console, dbname: str,
     """Load into ``dbname`` and compare with the manifest; BackupCorrupt if they differ."""
     with out.step(f"Restoring {backup.name} into a scratch database"):
         try:
-            load_dump(server, backup, dbname, trust)
+            counts = load_dump(server, backup, dbname, trust)
         except ToolError as err:
             raise BackupCorrupt(f"backup {backup.name} does not restore: {err.message}; "
                                 "nothing was changed") from None
     with out.step("Comparing it with the manifest (schema fingerprint, row counts)"):
-        problems = compare_with_manifest(server, dbname, backup, trust)
+        problems = compare_with_manifest(server, dbname, backup, trust, counts)
     if problems:
         raise BackupCorrupt(
             f"backup {backup.name} restores to something else than it recorded: "

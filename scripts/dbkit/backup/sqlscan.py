@@ -82,6 +82,7 @@ _TAG = re.compile(r"\$([A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)
 
 
 TRUST = "TRUST_LANGUAGES"  # the setting naming the languages the user vouches for
+ALL = "*"  # in ``trust``: TRUST_BACKUPS=1, every backup is the user's own
 
 
 @dataclass
@@ -95,7 +96,7 @@ class Finding:
 class Deferred:
     """A statement the loading role cannot run (``asrole``), of a form that runs no code."""
     line: int
-    kind: str  # "owner", "default privileges", "extension comment"; "extension": run first
+    kind: str  # "owner", "default privileges", "extension comment", "privileges"
     text: str  # as written, without its ;
 
 
@@ -104,10 +105,11 @@ class Scanned:
     key: bytes | None = None  # pg_dump's own \restrict key
     deferred: list[Deferred] = field(default_factory=list)
     languages: set[str] = field(default_factory=set)  # untrusted ones the user trusts
+    trusted: bool = False  # TRUST_BACKUPS=1: the user vouches for every backup (ALL below)
 
     def skipped_lines(self) -> set[int]:
         """Lines the loading role must not run (the superuser runs them after it)."""
-        return {d.line for d in self.deferred if d.kind != "extension"}
+        return {d.line for d in self.deferred}
 
 
 _ROLE_NAME = r'(""|[A-Z0-9_$]+)'
@@ -119,7 +121,7 @@ _DEFER = [(re.compile(p), kind) for p, kind in (
      "owner"),
     (r"^ALTER DEFAULT PRIVILEGES FOR (ROLE|USER) [^;]+$", "default privileges"),
     (r"^COMMENT ON EXTENSION " + _ROLE_NAME + r" IS ''$", "extension comment"),
-    (r"^CREATE EXTENSION IF NOT EXISTS " + _ROLE_NAME + r" WITH SCHEMA PUBLIC$", "extension"),
+    (r"^(GRANT|REVOKE) [^;]+ ON [^;]+ (TO|FROM) [^;]+$", "privileges"),
 )]
 
 
@@ -128,6 +130,7 @@ class _Scanner:
 
     def __init__(self, trust: Collection[str] = ()) -> None:
         self.trust = {lang.upper() for lang in trust}
+        self.all_trusted = ALL in trust
         self.lineno = 0
         self.copy_data = False
         self.quote: str | None = None  # "'", "E'", '"', "$tag$", "/*" (nested: depth)
@@ -143,6 +146,11 @@ class _Scanner:
         self.words: list[str] = []
         self.begins = 0
         self.scanned = Scanned()
+        # 'a' <newline> 'b' is one string for the server and psql, the second piece of the
+        # kind of the first (an E'' goes on taking backslash escapes): what closed last,
+        # and whether a line break came since
+        self.closed: str | None = None
+        self.broke = False
         self.ended: list[str] = []  # the statements (skeletons) that ended on this line
 
     def feed(self, raw: bytes) -> Iterator[Finding]:
@@ -185,6 +193,11 @@ class _Scanner:
                     or "".join(self.skeleton).strip():
                 yield Finding(self.lineno, f"{_shown(skeleton)} not alone on its line")
                 return
+            if not _plain_form(text, quoted=kind == "extension comment"):
+                yield Finding(self.lineno, f"{_shown(skeleton)} not in the plain form pg_dump "
+                              "writes (a statement the superuser runs holds no escapes, dollar "
+                              "quotes, comments or line breaks)")
+                return
             self.scanned.deferred.append(Deferred(self.lineno, kind, text[:-1].rstrip()))
             return
 
@@ -201,17 +214,32 @@ class _Scanner:
         i, n = 0, len(line)
         if not self.skeleton or not "".join(self.skeleton).strip():
             self.start = self.lineno
+        self.broke = self.closed is not None
         while i < n:
             c = line[i]
             if self.quote is not None:
                 i = self._in_quote(line, i)
                 continue
+            if self.closed is not None:
+                if c == "'" and self.broke:
+                    self.quote, self.closed = self.closed, None  # the same string goes on
+                    i += 1
+                    continue
+                if c in "\r\n":
+                    self.broke = True
+                    i += 1
+                    continue
+                if c in " \t\f\v" or (c == "-" and line.startswith("--", i)):
+                    pass  # still between the pieces: a -- comment to the line's end counts
+                else:
+                    self.closed = None
             if c == "-" and line.startswith("--", i):
                 # to the end of the line, and for the server a \r ends it too
                 cr = line.find("\r", i)
                 if cr < 0:
                     break
                 i = cr + 1
+                self.broke = self.closed is not None
                 continue
             if c == "/" and line.startswith("/*", i):
                 self.quote, self.depth = "/*", 1
@@ -296,6 +324,8 @@ class _Scanner:
                 if line.startswith(close * 2, i):
                     return i + 2
                 self.quote = None
+                if q != '"':
+                    self.closed, self.broke = q, False
             return i + 1
         end = line.find(q, i)  # a dollar quote: its tag again
         if end < 0:
@@ -318,7 +348,7 @@ class _Scanner:
                 return
         if _FUNCTION.match(text):
             for lang in _LANGUAGE.findall(text):
-                if lang in _UNTRUSTED and lang not in self.trust:
+                if lang in _UNTRUSTED and lang not in self.trust and not self.all_trusted:
                     yield Finding(self.start, f"a function in language {lang.lower()}, which "
                                   "can reach the operating system (if it is yours, "
                                   f"{TRUST}={lang.lower()} lets dbkit load it)", own=False)
@@ -335,6 +365,16 @@ class _Scanner:
             yield from self._statement()
         if self.restrict_key is not None and not self.unrestricted:
             yield Finding(self.lineno, "pg_dump's \\restrict line without its \\unrestrict")
+
+
+def _plain_form(text: str, *, quoted: bool) -> bool:
+    """Nothing in ``text`` (one line) that two lexers could read differently: outside
+    double-quoted names no backslash, dollar, comment, carriage return, and no string but,
+    where ``quoted``, plain ones."""
+    rest = re.sub(r'"(?:[^"]|"")*"', '""', text)
+    if quoted:
+        rest = re.sub(r"(?<![A-Za-z0-9_$])'(?:[^'\\\r]|'')*'", " S ", rest)
+    return not re.search(r"[\\$'\r]|--|/\*", rest)
 
 
 def _shown(text: str, limit: int = 60) -> str:
@@ -360,6 +400,7 @@ def require_harmless(lines: Iterable[bytes], what: str,
         raise NotData(f"{what}, line {found.line}: {found.what}; {why} will not load it (a "
                       "backup is data, never code); nothing was run and nothing was changed")
     scanner.scanned.key = scanner.restrict_key
+    scanner.scanned.trusted = scanner.all_trusted
     return scanner.scanned
 
 

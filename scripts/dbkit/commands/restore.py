@@ -130,7 +130,7 @@ def restore_full(settings: Settings, out: Console, *, backup: str = "",
         checkpoint("checked")
         with scratch.scratch_database(server, "restore") as loaded:
             checkpoint("scratch-created")
-            trial_restore(server, chosen, out, loaded, settings.trust_languages)
+            trial_restore(server, chosen, out, loaded, settings.trust)
             checkpoint("scratch-loaded")
             versions_dir = Path(reading.result()["versions_dir"])
             # Everything that could stop the migrations from following the database is

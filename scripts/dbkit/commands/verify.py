@@ -24,7 +24,7 @@ def backup_verify(settings: Settings, out: Console, *, backup: str = "") -> None
         server.ensure_running(out)
         scratch.sweep_stale(server)
         asrole.sweep_roles(server)
-    problems = verify_backup(server, chosen, out, settings.trust_languages)
+    problems = verify_backup(server, chosen, out, settings.trust)
     chosen.manifest["verification"] = {
         "verified_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "ok": not problems,

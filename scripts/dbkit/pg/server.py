@@ -118,10 +118,13 @@ class Server(ABC):
     # -- connections ------------------------------------------------------------------------
     def connect(
         self, dbname: str | None = None, *, autocommit: bool = True, wait: float = 10.0,
-        as_role: tuple[str, str] | None = None,
+        as_role: tuple[str, str] | None = None, pinned: bool = False,
     ) -> psycopg2.extensions.connection:
         """Connect, retrying while the server says it is starting up; one-line errors.
-        ``as_role``: (user, password) instead of the server's own (backup/asrole.py)."""
+        ``as_role``: (user, password) instead of the server's own (backup/asrole.py).
+        ``pinned``: search_path pg_catalog, pg_temp, so a name or operator of a loaded
+        backup's own (``public.!~(name, name)``) never stands in for the catalog's in
+        dbkit's queries on it (CVE-2018-1058)."""
         p = {"connect_timeout": "5", "application_name": "dbkit"}
         p.update({k: v for k, v in self.params(dbname).items() if v})
         if as_role is not None:
@@ -129,6 +132,8 @@ class Server(ABC):
         # Every wait on the app's locks is bounded (pg/locks.py), the URL's own options kept.
         seconds = self.settings.lock_wait_timeout
         bound = f"-c lock_timeout={int(seconds * 1000)}" if seconds > 0 else ""
+        if pinned:
+            bound = f"{bound} -c search_path=pg_catalog,pg_temp".strip()
         if bound:
             p["options"] = f"{p['options']} {bound}" if p.get("options") else bound
         def attempt() -> psycopg2.extensions.connection:
