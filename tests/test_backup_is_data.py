@@ -384,3 +384,24 @@ def test_grants_owners_and_extensions_come_back_as_they_were(
                 for role in roles:
                     cur.execute(f"DROP ROLE IF EXISTS {role}")
             drop_roles.close()
+
+
+def test_a_backup_that_needs_a_superuser_loads_with_trust_backups(
+        tmp_path: Path, pgdata: Path, server: EmbeddedServer) -> None:
+    """Only a superuser may define a LEAKPROOF function: the loading role cannot, so verify
+    fails with the server's reason; TRUST_BACKUPS=1 loads it as the server's user."""
+    project_dir = tmp_path / "project"
+    project_dir.mkdir()
+    with scratch.scratch_database(server, "leakproof") as dbname:
+        env = make_project(project_dir, pgdata, dbname)
+        upgrade(env, server, dbname)
+        execute(server, dbname, "CREATE FUNCTION public.same(a int, b int) RETURNS boolean "
+                "LANGUAGE sql IMMUTABLE LEAKPROOF AS 'SELECT a = b'")
+        made = backup(env, project_dir)
+        refused = run_cli(["backup-verify", "--backup", made.name], env, cwd=project_dir)
+        assert refused.code == 1
+        assert "leakproof" in one_line_error(refused.err).lower()
+        trusted = run_cli(["backup-verify", "--backup", made.name],
+                          {**env, "TRUST_BACKUPS": "1"}, cwd=project_dir)
+        assert trusted.code == 0, trusted.err
+        assert loading_roles(server) == []
