@@ -116,8 +116,10 @@ def test_every_verb_from_the_projects_folder_with_no_settings(shelf: Path) -> No
     assert "the models match the squashed schema" in dry.stdout
     assert sorted(p.name for p in (shelf / "migrations/versions").glob("*.py")) == versions
     full = _ok(dbkit(shelf, "backup-full"))
-    name = next(line.split("BACKUP=")[1].strip() for line in full.stdout.splitlines()
+    name = next(line.split("BACKUP=")[1].split()[0] for line in full.stdout.splitlines()
                 if "BACKUP=" in line)
+    # run as dbkit itself, the advice is the verb: what the user types there
+    assert f"verify it with: BACKUP={name} dbkit backup-verify" in full.stdout
     assert (shelf / ".dbkit/backups" / name / "manifest.json").is_file()
     _ok(dbkit(shelf, "backup-verify", BACKUP=name))
     # dbkit's state is one folder that git ignores by itself; nothing else was written.
