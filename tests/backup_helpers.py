@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conftest import FIXTURES, base_env
+from conftest import FIXTURES, base_env, run_cli
 from dbkit.pg import catalog
 from dbkit.pg.embedded import EmbeddedServer
 from dbkit.pg.server import Server
@@ -36,6 +36,16 @@ def make_project(project_dir: Path, pgdata: Path, dbname: str, **extra: str) -> 
     """A private copy of the fixture app in ``project_dir/app`` and the env that points at it."""
     shutil.copytree(APP, project_dir / "app", ignore=shutil.ignore_patterns("__pycache__"))
     return base_env(pgdata, dbname, project_dir, BACKEND_DIR=str(project_dir / "app"), **extra)
+
+
+def backup(env: dict[str, str], cwd: Path, *argv: str) -> Path:
+    """``backup-full`` (with ``argv``) that must succeed: the folder it made."""
+    folder = Path(env["BACKUP_DIR"])
+    before = set(folder.iterdir()) if folder.exists() else set()
+    result = run_cli(["backup-full", *argv], env, cwd=cwd)
+    assert result.code == 0, result.err
+    (made,) = set(folder.iterdir()) - before
+    return made
 
 
 def versions_dir(project_dir: Path) -> Path:

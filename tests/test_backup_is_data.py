@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from backup_helpers import (
+    backup,
     databases,
     execute,
     fill,
@@ -43,15 +44,6 @@ BEGIN
 \\! not a command
 \\connect nowhere';
 END $body$"""
-
-
-def backup(env: dict[str, str], cwd: Path, *argv: str) -> Path:
-    folder = Path(env["BACKUP_DIR"])
-    before = set(folder.iterdir()) if folder.exists() else set()
-    result = run_cli(["backup-full", *argv], env, cwd=cwd)
-    assert result.code == 0, result.err
-    (made,) = set(folder.iterdir()) - before
-    return made
 
 
 def loading_roles(server: EmbeddedServer) -> list[str]:
@@ -219,27 +211,6 @@ def test_text_that_looks_like_commands_is_data(shelf: dict[str, Any], server: Em
         conn.close()
 
 
-def test_a_function_in_an_untrusted_language_needs_trust(
-        tmp_path: Path, pgdata: Path, server: EmbeddedServer) -> None:
-    """pg_dump writes a superuser's function in language internal as it is: the backup is
-    taken, verify refuses it naming the setting, and passes with TRUST_LANGUAGES=internal."""
-    project_dir = tmp_path / "project"
-    project_dir.mkdir()
-    with scratch.scratch_database(server, "untrusted") as dbname:
-        env = make_project(project_dir, pgdata, dbname)
-        upgrade(env, server, dbname)
-        execute(server, dbname, "CREATE FUNCTION public.shout(text) RETURNS text "
-                "LANGUAGE internal IMMUTABLE STRICT AS 'upper'")
-        made = backup(env, project_dir)
-        refused = run_cli(["backup-verify", "--backup", made.name], env, cwd=project_dir)
-        assert refused.code == 1
-        assert "a function in language internal" in one_line_error(refused.err)
-        assert "TRUST_LANGUAGES=internal" in one_line_error(refused.err)
-        trusted = run_cli(["backup-verify", "--backup", made.name],
-                          {**env, "TRUST_LANGUAGES": "internal"}, cwd=project_dir)
-        assert trusted.code == 0, trusted.err
-
-
 def test_a_short_dump_loses_both_lines_of_its_own_key() -> None:
     """The dump of an empty database ends within the header the loader reads line by line:
     its closing ``\\unrestrict`` goes with the opening one (psql holds dbkit's key)."""
@@ -386,22 +357,40 @@ def test_grants_owners_and_extensions_come_back_as_they_were(
             drop_roles.close()
 
 
-def test_a_backup_that_needs_a_superuser_loads_with_trust_backups(
-        tmp_path: Path, pgdata: Path, server: EmbeddedServer) -> None:
-    """Only a superuser may define a LEAKPROOF function: the loading role cannot, so verify
-    fails with the server's reason; TRUST_BACKUPS=1 loads it as the server's user."""
+NEEDS_TRUST = {
+    # pg_dump writes a superuser's function in language internal as it is; the scan refuses
+    # it and names the setting
+    "untrusted language": ("CREATE FUNCTION public.shout(text) RETURNS text LANGUAGE internal "
+                           "IMMUTABLE STRICT AS 'upper'", "a function in language internal",
+                           {"TRUST_LANGUAGES": "internal"}),
+    # only a superuser may define a LEAKPROOF function: the loading role cannot
+    "superuser only": ("CREATE FUNCTION public.same(a int, b int) RETURNS boolean LANGUAGE sql "
+                       "IMMUTABLE LEAKPROOF AS 'SELECT a = b'", "leakproof",
+                       {"TRUST_BACKUPS": "1"}),
+}
+
+
+@pytest.mark.parametrize(("statement", "reason", "trust"), NEEDS_TRUST.values(),
+                         ids=NEEDS_TRUST.keys())
+def test_a_backup_of_what_only_a_superuser_makes_loads_with_a_trust_setting(
+        tmp_path: Path, pgdata: Path, server: EmbeddedServer, statement: str, reason: str,
+        trust: dict[str, str]) -> None:
+    """The backup is taken; verify refuses it with the reason (and the setting where the
+    scan refused it); with the setting it passes."""
     project_dir = tmp_path / "project"
     project_dir.mkdir()
-    with scratch.scratch_database(server, "leakproof") as dbname:
+    with scratch.scratch_database(server, "trust") as dbname:
         env = make_project(project_dir, pgdata, dbname)
         upgrade(env, server, dbname)
-        execute(server, dbname, "CREATE FUNCTION public.same(a int, b int) RETURNS boolean "
-                "LANGUAGE sql IMMUTABLE LEAKPROOF AS 'SELECT a = b'")
+        execute(server, dbname, statement)
         made = backup(env, project_dir)
         refused = run_cli(["backup-verify", "--backup", made.name], env, cwd=project_dir)
         assert refused.code == 1
-        assert "leakproof" in one_line_error(refused.err).lower()
-        trusted = run_cli(["backup-verify", "--backup", made.name],
-                          {**env, "TRUST_BACKUPS": "1"}, cwd=project_dir)
+        line = one_line_error(refused.err)
+        assert reason in line.lower()
+        if "TRUST_LANGUAGES" in trust:
+            assert "TRUST_LANGUAGES=internal" in line
+        trusted = run_cli(["backup-verify", "--backup", made.name], {**env, **trust},
+                          cwd=project_dir)
         assert trusted.code == 0, trusted.err
         assert loading_roles(server) == []

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from backup_helpers import (
     TtyInput,
+    backup,
     change,
     databases,
     execute,
@@ -60,15 +61,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     pass
 '''
-
-
-def backup(env: dict[str, str], cwd: Path, *argv: str) -> Path:
-    folder = Path(env["BACKUP_DIR"])
-    before = set(folder.iterdir()) if folder.exists() else set()
-    result = run_cli(["backup-full", *argv], env, cwd=cwd)
-    assert result.code == 0, result.err
-    (made,) = set(folder.iterdir()) - before
-    return made
 
 
 def previous_databases(server: EmbeddedServer, dbname: str) -> list[str]:

@@ -167,7 +167,7 @@ def run(
     console = Console(out, err=err, quiet=args.quiet, stdin=stdin,
                       colour=None if "NO_COLOR" not in environ else False)
     if "MAKELEVEL" not in environ:  # make sets it for its recipes: not run by make
-        console.targets = makefile.verbs_of_targets()
+        console.targets = makefile.verbs_of_targets
     options: dict = {}
     settings: Settings | None = None
     try:

@@ -6,7 +6,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 from urllib.parse import quote
@@ -41,11 +41,13 @@ class Console:
         self._said: set[str] = set()
         self._open_step: str | None = None  # a "Title ... " waiting for its "done"
         # Advice names make targets; run as plain `dbkit` (no make around it), the verbs
-        # instead (``as_commands``).
-        self.targets: dict[str, str] = {}
+        # instead (``as_commands``): the map (target → verb), read when a line needs it.
+        self.targets: Callable[[], dict[str, str]] | None = None
 
     def mask(self, text: str) -> str:
-        return mask(as_commands(text, self.targets) if self.targets else text, self.secrets)
+        if self.targets is not None and "make db-" in text:
+            text = as_commands(text, self.targets())
+        return mask(text, self.secrets)
 
     def paint(self, text: str, colour: str) -> str:
         if not self.colour:

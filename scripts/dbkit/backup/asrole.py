@@ -38,7 +38,7 @@ from dbkit.console import mask
 from dbkit.errors import BackupCorrupt
 from dbkit.pg import catalog
 from dbkit.pg.server import Server
-from dbkit.pg.tools import Invocation
+from dbkit.pg.tools import Invocation, pid_alive
 
 PREFIX = "dbkit_load_"
 
@@ -52,17 +52,6 @@ class Role:
         """The same client tool, connecting as this role."""
         env = {**inv.env, "PGUSER": self.name, "PGPASSWORD": self.password}
         return Invocation(inv.argv, env, (*inv.secrets, self.password))
-
-
-def is_superuser(server: Server, dbname: str) -> bool:
-    conn = server.connect(dbname)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-            row = cur.fetchone()
-            return bool(row and row[0])
-    finally:
-        conn.close()
 
 
 @dataclass
@@ -79,13 +68,16 @@ def loading_role(server: Server, dbname: str, scanned: Scanned,
     """A role to load ``dbname`` as (None: the server's user is no superuser, load as it);
     on success the row counts are read as it, then the superuser's part is done; always the
     database is taken back and the role dropped."""
-    if not is_superuser(server, dbname):
-        yield None
-        return
     role = Role(f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}", secrets.token_urlsafe(24))
     conn = server.connect(dbname, pinned=True)
     created = False
     try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            superuser = bool((cur.fetchone() or (False,))[0])
+        if not superuser:
+            yield None
+            return
         with conn.cursor() as cur:
             verifier = psycopg2.extensions.encrypt_password(role.password, role.name, conn,
                                                             "scram-sha-256")
@@ -159,7 +151,7 @@ def sweep_roles(server: Server) -> list[str]:
             names = [row[0] for row in cur.fetchall()]
             for name in names:
                 pid = name[len(PREFIX):].split("_", 1)[0]
-                if pid.isdigit() and _alive(int(pid)):
+                if pid.isdigit() and pid_alive(int(pid)):
                     continue
                 try:
                     cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
@@ -170,12 +162,3 @@ def sweep_roles(server: Server) -> list[str]:
         conn.close()
     return dropped
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

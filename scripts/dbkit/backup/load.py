@@ -102,12 +102,15 @@ def restore_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def scan_archive(server: Server, dump: Path, trust: Collection[str] = ()) -> sqlscan.Scanned:
-    """The SQL of every entry of an archive (``pg_restore -f -``: its script, streamed,
-    nothing loaded) read through ``sqlscan`` before anything of it runs."""
+@contextmanager
+def _archive_script(server: Server, dump: Path, args: list[str],
+                    dbname: str | None = None) -> Iterator[BinaryIO]:
+    """pg_restore's SQL script of an archive (``pg_restore -f -``), streamed, nothing loaded.
+    When the reader stops early, pg_restore is stopped too; when pg_restore itself failed
+    (a truncated archive also ends its script mid-statement) its error is the one raised."""
     docker = server.mode == "docker"
-    inv = server.tool("pg_restore", ["--no-password", "-f", "-",
-                                     *([] if docker else [str(dump)])])
+    inv = server.tool("pg_restore", ["--no-password", *args, "-f", "-",
+                                     *([] if docker else [str(dump)])], dbname)
     with (dump.open("rb") if docker else open(os.devnull, "rb")) as archive, \
             tempfile.TemporaryFile() as errors:
         try:
@@ -115,28 +118,32 @@ def scan_archive(server: Server, dump: Path, trust: Collection[str] = ()) -> sql
                                     stderr=errors, stdin=archive)
         except OSError as err:
             raise ToolError(f"cannot run {inv.argv[0]}: {err.strerror}") from err
-        refused: sqlscan.NotData | None = None
-        scanned = sqlscan.Scanned()
-        try:
-            assert proc.stdout is not None
-            scanned = sqlscan.require_harmless(proc.stdout, f"the archive {dump}", trust)
-            proc.stdout.read()
-        except sqlscan.NotData as err:
-            refused = err
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            if proc.stdout is not None:
-                proc.stdout.close()
-            code = proc.wait()
-        # An archive pg_restore cannot read to its end (truncated) also ends its script
-        # mid-statement: pg_restore's own error is the true reason then.
-        if code not in (0, -9):
+        assert proc.stdout is not None
+
+        def failed(code: int) -> ToolError:
             errors.seek(0)
-            raise ToolError(f"pg_restore failed (exit {code}): "
-                            f"{tools.mask(tools.stderr_tail(errors.read()), inv.secrets)}")
-        if refused is not None:
-            raise refused
+            return ToolError(f"pg_restore failed (exit {code}): "
+                             f"{tools.mask(tools.stderr_tail(errors.read()), inv.secrets)}")
+        try:
+            yield proc.stdout
+        except BaseException:
+            code = proc.poll()
+            if code is not None and code > 0:
+                raise failed(code) from None
+            proc.kill()
+            raise
+        finally:
+            proc.stdout.close()
+            code = proc.wait()
+        if code != 0:
+            raise failed(code)
+
+
+def scan_archive(server: Server, dump: Path, trust: Collection[str] = ()) -> sqlscan.Scanned:
+    """The SQL of every entry of an archive read through ``sqlscan`` before any of it runs."""
+    with _archive_script(server, dump, []) as script:
+        scanned = sqlscan.require_harmless(script, f"the archive {dump}", trust)
+        script.read()
     return scanned
 
 
@@ -221,28 +228,9 @@ def restore_through_script(server: Server, dump: Path, dbname: str, *,
                            role: asrole.Role | None = None, listing: Path | None = None) -> None:
     """pg_restore's SQL script of an archive (custom or directory), filtered, into psql (one
     job), as ``role`` when given."""
-    docker = server.mode == "docker"
     picked = ["--no-owner", "-L", str(listing)] if role is not None and listing else []
-    inv = server.tool("pg_restore", ["--no-password", *picked, "-f", "-",
-                                     *([] if docker else [str(dump)])], dbname)
-    with (dump.open("rb") if docker else open(os.devnull, "rb")) as archive, \
-            tempfile.TemporaryFile() as errors:
-        try:
-            proc = subprocess.Popen(inv.argv, env=inv.env, stdout=subprocess.PIPE, stderr=errors,
-                                    stdin=archive)
-        except OSError as err:
-            raise ToolError(f"cannot run {inv.argv[0]}: {err.strerror}") from err
-        try:
-            assert proc.stdout is not None
-            _psql_load(server, dbname, proc.stdout, what=f"the script of {dump}", role=role)
-        finally:
-            if proc.stdout is not None:
-                proc.stdout.close()
-            code = proc.wait()
-        if code != 0:
-            errors.seek(0)
-            raise ToolError(f"pg_restore failed (exit {code}): "
-                            f"{tools.mask(tools.stderr_tail(errors.read()), inv.secrets)}")
+    with _archive_script(server, dump, picked, dbname) as script:
+        _psql_load(server, dbname, script, what=f"the script of {dump}", role=role)
 
 
 def load_sql(server: Server, path: Path, dbname: str, *, written_now: bool = False,
@@ -253,11 +241,9 @@ def load_sql(server: Server, path: Path, dbname: str, *, written_now: bool = Fal
     Read through first (``sqlscan``): nothing runs when it holds what pg_dump never writes;
     not a file pg_dump ``written_now`` into a folder only this process writes. ``then``
     runs on a connection of the loading role, before the owners are set."""
-    if written_now:
+    if written_now:  # its own \restrict key is found where it stands (copy_without_settings)
         with path.open("rb") as fh:
-            key = sqlscan.dump_key(fh)
-        with path.open("rb") as fh:
-            _psql_load(server, dbname, fh, what=str(path), dump_key=key)
+            _psql_load(server, dbname, fh, what=str(path))
         _then(server, dbname, None, then)
         return
     with path.open("rb") as fh:

@@ -61,7 +61,15 @@ _RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
 
 
 def psql_restricts(server: Server) -> bool:
-    """Whether the psql that loads here knows ``\\restrict``."""
+    """Whether the psql that loads here knows ``\\restrict``; asked once per server (a
+    verify or restore loads several scripts)."""
+    known = server.__dict__.get("_psql_restricts")
+    if known is None:
+        known = server.__dict__["_psql_restricts"] = _psql_restricts(server)
+    return known
+
+
+def _psql_restricts(server: Server) -> bool:
     try:
         text = tools.run(server.tool("psql", ["--version"]), what="psql --version").stdout
     except ToolError:

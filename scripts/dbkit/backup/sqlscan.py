@@ -382,13 +382,6 @@ def _shown(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + " …"
 
 
-def findings(lines: Iterable[bytes]) -> Iterator[Finding]:
-    scanner = _Scanner()
-    for raw in lines:
-        yield from scanner.feed(raw)
-    yield from scanner.end()
-
-
 def require_harmless(lines: Iterable[bytes], what: str,
                      trust: Collection[str] = ()) -> Scanned:
     """Refused (one line) at the first thing pg_dump would not have written; else what the
@@ -409,13 +402,3 @@ def _all(scanner: _Scanner, lines: Iterable[bytes]) -> Iterator[Finding]:
         yield from scanner.feed(raw)
     yield from scanner.end()
 
-
-def dump_key(lines: Iterable[bytes], head: int = 40) -> bytes | None:
-    """The key of pg_dump's ``\\restrict`` line near the top, unscanned (a dump just written)."""
-    for n, raw in enumerate(lines):
-        match = _RESTRICT.match(raw)
-        if match and match.group(1) == b"restrict":
-            return match.group(2)
-        if n >= head:
-            break
-    return None

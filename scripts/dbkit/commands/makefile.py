@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def make_include(settings: object, out: Console, *, snippet: bool = False,
         out.out.write(f"{INCLUDE}\n")
 
 
+@functools.cache
 def verbs_of_targets() -> dict[str, str]:
     """make target → dbkit verb, as the include file says (``db-backup-verify`` →
     ``backup-verify``)."""
